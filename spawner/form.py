@@ -1,0 +1,121 @@
+"""The spawn form (profiles, quota, own resource) and validation of user_options.
+
+The same validation serves the form and the REST API's ``user_options``; every error names the
+field it is about.
+"""
+from __future__ import annotations
+
+import html
+import re
+from typing import TYPE_CHECKING
+
+from tornado import web
+
+from .state import JumpHost
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .spawner import OpenNebulaSpawner
+
+HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
+USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+FIELDS = {"profile", "resource_host", "resource_user", "resource_port", "resource_jump"}
+
+
+def _bad(field: str, message: str) -> web.HTTPError:
+    return web.HTTPError(400, f"{field}: {message}", reason=f"{field}: {message}")
+
+
+def options_from_form(formdata: dict) -> dict:
+    """Form fields arrive as lists of strings: keep the first, drop empty ones."""
+    return {k: v[0].strip() for k, v in formdata.items() if v and v[0].strip()}
+
+
+def validate_options(options: dict, spawner: "OpenNebulaSpawner") -> dict:
+    """Normalise and check user_options; raise HTTP 400 naming the field."""
+    if not isinstance(options, dict):
+        raise _bad("user_options", "must be an object")
+    unknown = sorted(set(options) - FIELDS)
+    if unknown:
+        raise _bad(unknown[0], f"unknown option (allowed: {', '.join(sorted(FIELDS))})")
+    profiles = spawner.profile_list()
+    out: dict = {}
+    slug = options.get("profile") or profiles[0].slug
+    if not isinstance(slug, str) or slug not in {p.slug for p in profiles}:
+        raise _bad("profile", f"no profile named {slug!r}; choose one of "
+                   + ", ".join(p.slug for p in profiles))
+    out["profile"] = slug
+    if options.get("resource_host"):
+        provider = spawner.host_provider
+        if not getattr(provider, "allow_user_resources", False):
+            raise _bad("resource_host", "this hub does not serve on users' own machines")
+        host = str(options["resource_host"])
+        if not HOST_RE.match(host):
+            raise _bad("resource_host", f"{host!r} is not a host name or IP address")
+        out["resource_host"] = host
+        user = str(options.get("resource_user") or "")
+        if user and not USER_RE.match(user):
+            raise _bad("resource_user", f"{user!r} is not a valid login name")
+        if user:
+            out["resource_user"] = user
+        port = options.get("resource_port") or 22
+        try:
+            port = int(port)
+        except (TypeError, ValueError):
+            raise _bad("resource_port", f"{port!r} is not a number") from None
+        if not 1 <= port <= 65535:
+            raise _bad("resource_port", "must be between 1 and 65535")
+        out["resource_port"] = port
+        jump = str(options.get("resource_jump") or "")
+        if jump:
+            try:
+                parsed = JumpHost.parse(jump, user or spawner.user.name)
+            except ValueError as e:
+                raise _bad("resource_jump", str(e)) from None
+            if not HOST_RE.match(parsed.host) or not USER_RE.match(parsed.username):
+                raise _bad("resource_jump", f"{jump!r} is not of the form user@host[:port]")
+            out["resource_jump"] = jump
+    else:
+        for field in ("resource_user", "resource_port", "resource_jump"):
+            if options.get(field):
+                raise _bad(field, "only used together with resource_host")
+    return out
+
+
+async def render_form(spawner: "OpenNebulaSpawner") -> str:
+    """HTML for the spawn page: profile cards, the user's quota, own-resource fields."""
+    esc = html.escape
+    profiles = spawner.profile_list()
+    chosen = (spawner.user_options or {}).get("profile") or profiles[0].slug
+    cards = []
+    for p in profiles:
+        checked = " checked" if p.slug == chosen else ""
+        life = f", up to {p.max_lifetime_hours:g} h" if p.max_lifetime_hours else ""
+        cards.append(
+            f'<label class="list-group-item d-flex gap-2">'
+            f'<input class="form-check-input" type="radio" name="profile" value="{esc(p.slug)}"'
+            f'{checked}><span><strong>{esc(p.name)}</strong>'
+            f'<small class="d-block text-muted">{esc(p.description)} '
+            f'({p.vcpu} vCPU, {p.memory_mb} MB{life})</small></span></label>'
+        )
+    parts = ['<div class="nebulahub-form"><h5>Choose your server</h5>',
+             f'<div class="list-group mb-3">{"".join(cards)}</div>']
+    info = await spawner.host_provider.form_info(spawner)
+    quota = {k: v for k, v in info.items() if not k.startswith("Hub key")}
+    if quota:
+        rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in quota.items())
+        parts.append(f'<h6>Your cloud quota</h6><table class="table table-sm nebulahub-quota">'
+                     f"{rows}</table>")
+    key = info.get("Hub key for your resource")
+    if key:
+        parts.append(
+            '<details class="mb-3"><summary>Or use your own SSH machine</summary>'
+            "<p>Add this line to <code>~/.ssh/authorized_keys</code> on the machine (and on the "
+            f'jump host, if any):</p><pre class="user-select-all">{esc(key)}</pre>'
+            '<input class="form-control mb-1" name="resource_host" placeholder="host">'
+            '<input class="form-control mb-1" name="resource_user" placeholder="login name">'
+            '<input class="form-control mb-1" name="resource_port" placeholder="port (22)">'
+            '<input class="form-control mb-1" name="resource_jump" '
+            'placeholder="jump host user@host[:port] (optional)"></details>'
+        )
+    parts.append("</div>")
+    return "".join(parts)

@@ -1,0 +1,54 @@
+"""What the hub must remember about one server to reach, check and clean it after a restart."""
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class JumpHost(BaseModel):
+    """A ProxyJump bastion."""
+
+    host: str
+    username: str
+    port: int = 22
+
+    @classmethod
+    def parse(cls, text: str, default_user: str) -> "JumpHost | None":
+        """``[user@]host[:port]`` -> JumpHost; empty -> None."""
+        text = (text or "").strip()
+        if not text:
+            return None
+        user, _, hostport = text.rpartition("@")
+        host, _, port = hostport.partition(":")
+        if not host or (port and not port.isdigit()):
+            raise ValueError(f"jump host {text!r} is not of the form user@host[:port]")
+        return cls(host=host, username=user or default_user, port=int(port or 22))
+
+
+class ServerState(BaseModel):
+    """Persisted in the hub database as the spawner state (JSON)."""
+
+    provider: str = ""
+    start_id: str = ""
+    profile: str = ""
+    started_at: float = 0.0
+    # the machine
+    vm_id: int | None = None
+    host: str = ""
+    port: int = 22
+    username: str = ""
+    jump: JumpHost | None = None
+    # credentials and trust: the per-spawn client key, and host keys pinned at first contact
+    private_key: str = Field(default="", repr=False)
+    host_keys: dict[str, str] = Field(default_factory=dict)
+    # the server on the machine and the tunnels to it
+    workdir: str = ""
+    server_port: int = 0
+    local_port: int = 0
+    api_port: int = 0
+
+    @property
+    def has_machine(self) -> bool:
+        return self.vm_id is not None or bool(self.host) or bool(self.workdir)
+
+    def dump(self) -> dict:
+        return self.model_dump(mode="json", exclude_defaults=True)

@@ -1,0 +1,1 @@
+"""NebulaHub tests (a package so that helpers import as ``tests.nethosts``)."""

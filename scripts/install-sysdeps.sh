@@ -9,7 +9,9 @@ need=()
 have_cmd() { command -v "$1" >/dev/null 2>&1; }
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
-python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+python3 -c "import venv, ensurepip" 2>/dev/null || need+=(python3-venv)
+[ ! -x /usr/bin/python3 ] && need+=(python3)
+/usr/bin/python3 -c "import venv, ensurepip" 2>/dev/null || need+=(python3-venv)
 have_cmd node || need+=(nodejs)
 have_cmd npm || need+=(npm)
 have_cmd git || need+=(git)

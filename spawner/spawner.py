@@ -31,6 +31,18 @@ from .tunnels import HostSession, TunnelError
 LOCAL_ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
 
 
+class UserFacingSpawnError(SpawnException):
+    """A SpawnException whose message the hub shows as it is (progress stream and spawn page)."""
+
+    @property
+    def jupyterhub_message(self) -> str:
+        return self.message
+
+
+def spawn_error(message: str, reason: str, status_code: int = 500) -> UserFacingSpawnError:
+    return UserFacingSpawnError(message, reason=reason, status_code=status_code)
+
+
 class OpenNebulaSpawner(Spawner):
     """Spawn single-user servers through a host provider (opennebula, ssh or local)."""
 
@@ -165,7 +177,7 @@ class OpenNebulaSpawner(Spawner):
             try:
                 await self.host_provider.check_capacity(self, self.profile)
             except ProviderError as e:
-                raise SpawnException(str(e), reason=e.reason, status_code=403) from None
+                raise spawn_error(str(e), e.reason, status_code=403) from None
 
     # ---- state -----------------------------------------------------------------------------
 
@@ -284,7 +296,7 @@ class OpenNebulaSpawner(Spawner):
     def _workdir(self, st: ServerState) -> str:
         if not self.host_provider.remote:
             return os.path.join(os.path.abspath(self.host_provider.workdir_root), st.start_id)
-        return f"{root.rstrip('/')}/{st.start_id}"
+        return f"{self.workdir_root.rstrip('/')}/{st.start_id}"
 
     def _hub_api_address(self) -> tuple[str, int]:
         from urllib.parse import urlparse
@@ -451,19 +463,15 @@ class OpenNebulaSpawner(Spawner):
         if isinstance(e, SpawnException):
             return e
         if isinstance(e, ProviderError):
-            return SpawnException(str(e), reason=e.reason, status_code=500)
+            return spawn_error(str(e), e.reason)
         if isinstance(e, HostKeyChanged):
-            return SpawnException(str(e), reason="host-key", status_code=500)
+            return spawn_error(str(e), "host-key")
         if isinstance(e, SshUnreachable):
-            return SpawnException(f"Your machine started but the hub could not log in to it. {e}",
-                                  reason="ssh", status_code=500)
+            return spawn_error(f"Your machine started but the hub could not log in to it. {e}", "ssh")
         if isinstance(e, BootstrapFailed):
-            return SpawnException(f"Your server could not be set up on the machine: {e}",
-                                  reason="bootstrap", status_code=500)
+            return spawn_error(f"Your server could not be set up on the machine: {e}", "bootstrap")
         if isinstance(e, TunnelError):
-            return SpawnException(f"The hub could not connect to your server: {e}",
-                                  reason="tunnel", status_code=500)
+            return spawn_error(f"The hub could not connect to your server: {e}", "tunnel")
         if isinstance(e, web.HTTPError):
-            return SpawnException(e.log_message or str(e), reason="http", status_code=500)
-        return SpawnException(f"Your server could not start ({type(e).__name__}: {e}).",
-                              reason="internal", status_code=500)
+            return spawn_error(e.log_message or str(e), "http")
+        return spawn_error(f"Your server could not start ({type(e).__name__}: {e}).", "internal")

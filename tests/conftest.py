@@ -24,3 +24,22 @@ def require_root():
     """Skip (locally) or fail (CI) a test that needs root for namespaces and sshd."""
     if os.geteuid() != 0:
         pytest.skip("needs root for network namespaces and sshd")
+
+
+@pytest.fixture(scope="session")
+def nethosts():
+    """A private test network of namespace hosts with real sshd (see tests/nethosts.py)."""
+    require_root()
+    from tests.nethosts import running_network
+
+    with running_network(prefix="nh", subnet="10.213.0.0/24") as net:
+        yield net
+
+
+@pytest.fixture(scope="session")
+def vm_python_env():
+    """A prepared jupyterhub + jupyterlab environment, as a VM image would carry (built once)."""
+    require_root()
+    from tests.vmimage import prepared_env
+
+    return prepared_env()

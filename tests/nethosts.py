@@ -50,7 +50,7 @@ from typing import Iterable, Sequence
 SSHD = "/usr/sbin/sshd"
 DEFAULT_USER = "nbvm"
 DEFAULT_STATE_ROOT = Path("/run/nebulahub-nethosts")
-VENV_PYTHON = "/work/main/.venv/bin/python"
+VENV_PYTHON = str(Path(__file__).resolve().parent.parent / ".venv" / "bin" / "python")
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 _PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")

@@ -15,7 +15,6 @@ import pytest
 
 from tests.conftest import require_root
 from tests.nethosts import (
-    VENV_PYTHON,
     NetHostError,
     TestNetwork,
     blocking_dir,
@@ -348,8 +347,7 @@ def test_blocking_dir_is_named(net):
         shutil.rmtree(d)
 
 
-def test_ssh_user_can_run_venv_python(net):
-    """Spawner tests bootstrap Jupyter as the ssh user with the project's venv python."""
-    if not os.path.exists(VENV_PYTHON):
-        pytest.skip(f"no {VENV_PYTHON}")
-    net.check_user_can_run(VENV_PYTHON)
+def test_ssh_user_can_run_the_vm_image_python(net, vm_python_env):
+    """Spawner tests bootstrap Jupyter as the ssh user with the VM image's environment."""
+    net.check_user_can_run(os.path.join(vm_python_env, "bin", "jupyterhub-singleuser"),
+                           "--version")

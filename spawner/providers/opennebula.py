@@ -171,6 +171,9 @@ class OpenNebulaProvider(HostProvider):
         except OpenNebulaError as e:
             raise ProviderError(f"The cloud refused to create your VM: {e}",
                                 reason="cloud") from None
+        except ValueError as e:  # a secret-looking context attribute: never sent
+            raise ProviderError(f"The hub's VM settings are refused: {e}",
+                                reason="cloud-config") from None
         state.username = self.ssh_user
         await ctx.persist()
         await self._wait_running(ctx)

@@ -388,27 +388,29 @@ class OpenNebulaSpawner(Spawner):
             return 0
         if self.profile_expired(st):
             self.log.info("%s reached its profile's maximum lifetime", self._log_name)
-            await self.stop()
-            return 0
+            return await self._gone()
         try:
             machine = await self.host_provider.check(st)
             if machine is MachineStatus.GONE:
-                return 0
+                return await self._gone()
             if machine is MachineStatus.UNKNOWN:
-                return self._transient("the cloud did not answer")
+                return await self._transient("the cloud did not answer")
             if self.host_provider.remote and (self._session is None or not self._session.alive()):
                 await self._rebuild_tunnels(st)
             status = await self._run_bootstrap(st, server_request("status", st.workdir))
         except HostKeyChanged as e:
             self.log.error("%s: %s", self._log_name, e)
-            return 0
-        except (OSError, SshUnreachable, TunnelError, BootstrapFailed, asyncio.TimeoutError,
-                ProviderError) as e:
-            return self._transient(str(e))
-        except Exception as e:  # asyncssh errors and the like: transient until grace runs out
-            return self._transient(f"{type(e).__name__}: {e}")
+            return await self._gone()
+        except Exception as e:  # cloud, SSH, tunnel: transient until the grace runs out
+            return await self._transient(f"{type(e).__name__}: {e}")
         self._unreachable_since = None
-        return None if status.get("running") else 0
+        return None if status.get("running") else await self._gone()
+
+    async def _gone(self) -> int:
+        """The server cannot come back: release what is left, since the hub calls stop() only
+        for servers poll() reports running."""
+        await self._cleanup()
+        return 0
 
     def profile_expired(self, st: ServerState) -> bool:
         try:
@@ -419,7 +421,7 @@ class OpenNebulaSpawner(Spawner):
             return False
         return time.time() - st.started_at > prof.max_lifetime_hours * 3600
 
-    def _transient(self, why: str):
+    async def _transient(self, why: str):
         now = time.monotonic()
         if self._unreachable_since is None:
             self._unreachable_since = now
@@ -430,7 +432,7 @@ class OpenNebulaSpawner(Spawner):
             return None
         self.log.error("%s unreachable for %.0fs (%s): considered gone", self._log_name, waited,
                        why)
-        return 0
+        return await self._gone()
 
     async def stop(self, now=False):
         await self._cleanup()
@@ -439,9 +441,12 @@ class OpenNebulaSpawner(Spawner):
     async def _cleanup(self) -> None:
         """Stop the server, close tunnels, give the machine back; from any partial state."""
         st = self.server_state
-        if st.workdir and (st.server_port or self._starting or not self.host_provider.remote):
+        remote = self.host_provider.remote
+        # Only a host the hub has logged in to before can hold a server process to stop.
+        reached = not remote or f"{st.host}:{st.port}" in st.host_keys
+        if st.workdir and reached:
             try:
-                if self.host_provider.remote and st.host:
+                if remote:
                     await asyncio.wait_for(self._open_session(st, wait=False), timeout=15)
                 await asyncio.wait_for(
                     self._run_bootstrap(st, server_request("stop", st.workdir)), timeout=30)

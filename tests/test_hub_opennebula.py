@@ -1,0 +1,329 @@
+"""OpenNebula end to end: a real hub + proxy, pyone against the XML-RPC double, VMs that are
+namespace hosts with real sshd."""
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.hubproc import HubProcess
+from tests.one_double import OneDouble
+
+pytestmark = pytest.mark.integration
+
+ACTIVE_PHASES = ["pending", "prolog", "booting", "VM is running", "SSH reachable",
+                 "Bootstrapping", "Server answering"]
+
+
+def hub_config(endpoint, vm_env, user, extra=""):
+    return f"""
+        c.OpenNebulaSpawner.provider = "opennebula"
+        c.OpenNebulaSpawner.python_env = "{vm_env}"
+        c.OpenNebulaSpawner.ssh_timeout = 15
+        c.OpenNebulaSpawner.poll_grace = 20
+        c.OpenNebulaSpawner.profiles = [
+            {{"slug": "small", "name": "Small", "cpu": 1, "memory_mb": 512}},
+            {{"slug": "huge", "name": "Huge", "cpu": 8, "vcpu": 8, "memory_mb": 65536}},
+        ]
+        c.OpenNebulaProvider.endpoint = "{endpoint}"
+        c.OpenNebulaProvider.template_id = 0
+        c.OpenNebulaProvider.hub_id = "hub-under-test"
+        c.OpenNebulaProvider.ssh_user = "{user}"
+        c.OpenNebulaProvider.ready_timeout = 20
+        c.OpenNebulaProvider.poll_interval = 0.2
+        {extra}
+    """
+
+
+@pytest.fixture(scope="module")
+def cloud(nethosts):
+    double = OneDouble(users={"hubacct": "cloud-secret-pw"}, network=nethosts, step_seconds=0.3)
+    double.start()
+    double.set_quota("hubacct", vms=4, cpu=6, memory=8192)
+    yield double
+    double.stop()
+
+
+@pytest.fixture(scope="module")
+def hub(cloud, vm_python_env, nethosts, tmp_path_factory):
+    d = tmp_path_factory.mktemp("hub-one")
+    h = HubProcess(d, hub_config(cloud.endpoint, vm_python_env, nethosts.ssh_user),
+                   env={"NEBULAHUB_ONE_AUTH": "hubacct:cloud-secret-pw"})
+    h.start()
+    yield h
+    h.stop()
+
+
+def live_vms(cloud):
+    return [vm for vm in cloud.vms.values() if vm.state != 6]
+
+
+def wait_no_live_vms(cloud, timeout=20):
+    deadline = time.monotonic() + timeout
+    while live_vms(cloud) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return live_vms(cloud)
+
+
+def port_listening(port):
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_student_gets_a_server_on_a_fresh_vm_and_stop_terminates_it(hub, cloud):
+    hub.create_user("stu")
+    token = hub.user_token("stu")
+    assert hub.spawn("stu", options={"profile": "small"}).status_code == 202
+    events = hub.progress("stu")
+    assert events[-1].get("ready"), events
+    messages = [e["message"] for e in events]
+    positions = []
+    for phase in ACTIVE_PHASES:
+        hits = [i for i, m in enumerate(messages) if phase.lower() in m.lower()]
+        assert hits, (phase, messages)
+        positions.append(hits[0])
+    assert positions == sorted(positions), messages
+
+    assert hub.get_via_proxy("/user/stu/api/status", token).status_code == 200
+    state = hub.server_model("stu")["state"]
+    vm = cloud.vms[state["vm_id"]]
+    assert vm.state == 3
+    host = cloud.host_of(state["vm_id"])
+    assert state["host_keys"][f"{host.ip}:22"] == host.host_key_line
+    # tags: this hub, this user, this start
+    user_template = cloud.all_templates_text()
+    assert "hub-under-test" in user_template and state["start_id"] in user_template
+
+    # security: the server's token is in no VM template and in no hub log line
+    secret = host.run("cat", state["workdir"].replace("~", f"/home/{host.user}") + "/token"
+                      ).stdout.decode().strip()
+    assert len(secret) > 20
+    assert secret not in cloud.all_templates_text()
+    assert secret not in hub.log()
+    assert "cloud-secret-pw" not in hub.log()
+    for pid in host.pids():
+        try:
+            assert secret.encode() not in open(f"/proc/{pid}/cmdline", "rb").read()
+        except FileNotFoundError:
+            pass
+
+    hub.stop_server("stu")
+    assert cloud.vms[state["vm_id"]].state == 6  # DONE
+    assert not port_listening(state["local_port"]), "server tunnel still open"
+    assert wait_no_live_vms(cloud) == []
+
+
+def test_two_named_servers_get_two_vms(hub, cloud):
+    hub.create_user("nia")
+    token = hub.user_token("nia")
+    for name in ("one", "two"):
+        assert hub.spawn("nia", name, {"profile": "small"}).status_code == 202
+    for name in ("one", "two"):
+        assert hub.progress("nia", name)[-1].get("ready")
+        assert hub.get_via_proxy(f"/user/nia/{name}/api/status", token).status_code == 200
+    ids = {hub.server_model("nia", n)["state"]["vm_id"] for n in ("one", "two")}
+    assert len(ids) == 2
+    for name in ("one", "two"):
+        hub.stop_server("nia", name)
+    assert wait_no_live_vms(cloud) == []
+
+
+def test_hub_killed_and_restarted_serves_again_and_leaks_no_vm(hub, cloud):
+    hub.create_user("kim")
+    token = hub.user_token("kim")
+    assert hub.spawn("kim", options={"profile": "small"}).status_code == 202
+    assert hub.progress("kim")[-1].get("ready")
+    before = hub.server_model("kim")["state"]
+    hub.kill()
+    assert not port_listening(before["local_port"])  # tunnels died with the hub
+    hub.start()
+    hub.wait_server("kim", ready=True)
+    r = hub.get_via_proxy("/user/kim/api/status", token)
+    assert r.status_code == 200, hub.log()[-3000:]
+    after = hub.server_model("kim")["state"]
+    assert after["vm_id"] == before["vm_id"]
+    assert [vm.id for vm in live_vms(cloud)] == [before["vm_id"]]
+    hub.stop_server("kim")
+    assert wait_no_live_vms(cloud) == []
+
+
+def failed_spawn(hub, user, options=None):
+    hub.create_user(user)
+    r = hub.spawn(user, options=options or {"profile": "small"})
+    assert r.status_code == 202, r.text
+    events = hub.progress(user)
+    assert events[-1].get("failed"), events
+    return events[-1]["message"]
+
+
+def test_boot_failure_is_readable_and_leaves_no_vm(hub, cloud):
+    cloud.fail_next_boot()
+    message = failed_spawn(hub, "bob1")
+    assert "could not start" in message and "BOOT_FAILURE" in message, message
+    assert wait_no_live_vms(cloud) == []
+
+
+def test_ssh_never_reachable_is_readable_and_leaves_no_vm(hub, cloud):
+    cloud.ssh_never(True)
+    try:
+        t0 = time.monotonic()
+        message = failed_spawn(hub, "sid")
+        assert time.monotonic() - t0 < 60
+    finally:
+        cloud.ssh_never(False)
+    assert "could not log in" in message, message
+    assert wait_no_live_vms(cloud) == []
+
+
+def spawn_refusal(hub, user, options):
+    """The refusal message, whether the hub answers the POST with it (403) or, having answered
+    202 at once (the tests set slow_spawn_timeout=0), reports it on the progress stream."""
+    r = hub.spawn(user, options=options)
+    if r.status_code == 403:
+        return r.json()["message"]
+    assert r.status_code == 202, r.text
+    events = hub.progress(user)
+    assert events[-1].get("failed"), events
+    return events[-1]["message"]
+
+
+def test_over_quota_is_refused_before_any_vm_exists(hub, cloud):
+    hub.create_user("quinn")
+    before = len(cloud.vms)
+    message = spawn_refusal(hub, "quinn", {"profile": "huge"})
+    assert "quota" in message and "CPU" in message, message
+    assert len(cloud.vms) == before
+    assert hub.server_model("quinn") is None
+
+
+def test_cloud_quota_refusal_at_create_is_readable(hub, cloud):
+    cloud.set_quota("hubacct", vms=0)
+    try:
+        hub.create_user("vic")
+        message = spawn_refusal(hub, "vic", {"profile": "small"})
+        assert "quota" in message and "VM" in message, message
+    finally:
+        cloud.set_quota("hubacct", vms=4)
+    assert wait_no_live_vms(cloud) == []
+
+
+def test_cancel_during_boot_leaves_no_vm(hub, cloud):
+    cloud.boot_delay(30)
+    try:
+        hub.create_user("cai")
+        assert hub.spawn("cai", options={"profile": "small"}).status_code == 202
+        deadline = time.monotonic() + 15
+        while not live_vms(cloud) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert live_vms(cloud), "no VM was created"
+        r = hub.api("DELETE", "/users/cai/server")
+        assert r.status_code in (202, 204), r.text
+        hub.wait_server("cai", ready=False)
+    finally:
+        cloud.boot_delay(0)
+    assert wait_no_live_vms(cloud) == []
+
+
+def test_changed_host_key_is_refused_after_restart(hub, cloud):
+    hub.create_user("hal")
+    assert hub.spawn("hal", options={"profile": "small"}).status_code == 202
+    assert hub.progress("hal")[-1].get("ready")
+    state = hub.server_model("hal")["state"]
+    hub.kill()
+    cloud.host_of(state["vm_id"]).regenerate_host_key()  # a different machine answers now
+    hub.start()
+    hub.wait_server("hal", ready=False, timeout=60)
+    assert "not the one recorded at first contact" in hub.log()
+    assert wait_no_live_vms(cloud) == []
+
+
+def test_reconcile_terminates_only_this_hubs_orphans(hub, cloud, tmp_path):
+    import asyncio
+
+    from opennebula import OpenNebulaClient
+
+    async def make_vms():
+        client = OpenNebulaClient(cloud.endpoint, "hubacct:cloud-secret-pw")
+        ours = await client.instantiate(name="orphan", template_id=0, tags={
+            "NEBULAHUB_HUB_ID": "hub-under-test", "NEBULAHUB_USER": "ghost",
+            "NEBULAHUB_START_ID": "gone123"})
+        other = await client.instantiate(name="other", template_id=0,
+                                         tags={"NEBULAHUB_HUB_ID": "another-hub"})
+        untagged = await client.instantiate(name="plain", template_id=0)
+        await client.close()
+        return ours, other, untagged
+
+    ours, other, untagged = asyncio.run(make_vms())
+    hub.create_user("rex")
+    assert hub.spawn("rex", options={"profile": "small"}).status_code == 202
+    assert hub.progress("rex")[-1].get("ready")
+    rex_vm = hub.server_model("rex")["state"]["vm_id"]
+
+    config = tmp_path / "reconcile_config.py"
+    config.write_text(f'c.OpenNebulaProvider.endpoint = "{cloud.endpoint}"\n'
+                      'c.OpenNebulaProvider.hub_id = "hub-under-test"\n')
+    env = dict(os.environ, JUPYTERHUB_API_TOKEN=hub.token,
+               JUPYTERHUB_API_URL=f"{hub.url}/hub/api",
+               NEBULAHUB_ONE_AUTH="hubacct:cloud-secret-pw")
+    cmd = [sys.executable, "-m", "spawner.cli", "reconcile", "--config", str(config)]
+    dry = subprocess.run(cmd + ["--dry-run"], env=env, capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr
+    assert f"would terminate: {ours}" in dry.stdout, dry.stdout
+    assert cloud.vms[ours].state != 6
+    real = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert real.returncode == 0, real.stderr
+    assert f"terminated: {ours}" in real.stdout, real.stdout
+    assert cloud.vms[ours].state == 6
+    assert cloud.vms[other].state != 6 and cloud.vms[untagged].state != 6
+    assert cloud.vms[rex_vm].state == 3
+    hub.stop_server("rex")
+    # leave the cloud clean for the other tests: the foreign VMs are the test's own
+    async def cleanup():
+        client = OpenNebulaClient(cloud.endpoint, "hubacct:cloud-secret-pw")
+        for vm_id in (other, untagged):
+            await client.terminate(vm_id)
+        await client.close()
+
+    asyncio.run(cleanup())
+    assert wait_no_live_vms(cloud) == []
+
+
+@pytest.fixture(scope="module")
+def bastion_env(nethosts, vm_python_env, tmp_path_factory):
+    d = tmp_path_factory.mktemp("hub-bastion")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "jump_key")],
+                   check=True)
+    bastion = nethosts.add_bastion("jump1",
+                                   authorized_keys=[(d / "jump_key.pub").read_text().strip()])
+    double = OneDouble(users={"hubacct": "pw2"}, network=nethosts, bastion=bastion,
+                       step_seconds=0.2)
+    double.start()
+    h = HubProcess(d, hub_config(double.endpoint, vm_python_env, nethosts.ssh_user, f"""
+        c.OpenNebulaSpawner.jump_host = "{bastion.user}@{bastion.ip}"
+        c.OpenNebulaSpawner.jump_key_file = "{d}/jump_key"
+    """), env={"NEBULAHUB_ONE_AUTH": "hubacct:pw2"})
+    h.start()
+    yield h, double, bastion
+    h.stop()
+    double.stop()
+    bastion.destroy()
+
+
+def test_vms_reachable_only_through_the_bastion(bastion_env):
+    hub, double, bastion = bastion_env
+    hub.create_user("jo")
+    token = hub.user_token("jo")
+    assert hub.spawn("jo", options={"profile": "small"}).status_code == 202
+    events = hub.progress("jo")
+    assert events[-1].get("ready"), events
+    state = hub.server_model("jo")["state"]
+    vm_ip = double.host_of(state["vm_id"]).ip
+    with socket.socket() as s:  # no direct route from the hub's namespace
+        s.settimeout(2)
+        assert s.connect_ex((vm_ip, 22)) != 0
+    assert f"{bastion.ip}:22" in state["host_keys"]
+    assert hub.get_via_proxy("/user/jo/api/status", token).status_code == 200
+    hub.stop_server("jo")
+    assert wait_no_live_vms(double) == []

@@ -1,0 +1,60 @@
+"""Students derive columns with formulas; nothing but arithmetic on columns can ever run."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from panel_apps.expressions import FormulaError, evaluate, referenced_columns, to_numpy_source
+
+FRAME = pd.DataFrame({"q1": [3.0, 0.0, -1.0], "q2": [4.0, 1.0, 2.0], "t": [1.0, 10.0, 100.0]})
+
+
+def test_student_computes_magnitude_from_two_columns():
+    assert evaluate("sqrt(q1**2 + q2**2)", FRAME).tolist()[0] == 5.0
+
+
+@pytest.mark.parametrize("formula, expected", [
+    ("t * 1e3", [1e3, 1e4, 1e5]),
+    ("log10(t)", [0.0, 1.0, 2.0]),
+    ("-q1 + 2 % 3", [-1.0, 2.0, 3.0]),
+    ("(q1 > 0) & (q2 > 3)", [True, False, False]),
+    ("0 < q2 <= 2", [False, True, True]),
+    ("where(q1 > 0, q1, 0)", [3.0, 0.0, 0.0]),
+    ("2 * pi", [2 * np.pi] * 3),
+])
+def test_allowed_formulas(formula, expected):
+    assert np.allclose(evaluate(formula, FRAME), expected)
+
+
+def test_division_by_zero_gives_inf_not_a_crash():
+    assert np.isinf(evaluate("q2 / q1", FRAME)[1])
+
+
+@pytest.mark.parametrize("formula, message", [
+    ("__import__('os').system('id')", "not an allowed function"),
+    ("q1.__class__", "Attribute access"),
+    ("open('/etc/passwd')", "not an allowed function"),
+    ("np.sqrt(q1)", "not an allowed function"),
+    ("[x for x in q1]", "not allowed in a formula"),
+    ("lambda: 1", "not allowed in a formula"),
+    ("q1[0]", "not allowed in a formula"),
+    ("'text'", "Only numbers"),
+    ("energy * 2", "Unknown column 'energy'"),
+    ("sqrt", "must be called"),
+    ("q1 +", "not valid"),
+    ("sqrt(x=q1)", "plain arguments"),
+    ("", "empty"),
+    ("q1 if q2 else t", "not allowed in a formula"),
+])
+def test_anything_else_is_refused_with_a_reason(formula, message):
+    with pytest.raises(FormulaError, match=message):
+        evaluate(formula, FRAME)
+
+
+def test_formula_turns_into_numpy_code_for_the_notebook():
+    src = to_numpy_source("sqrt(q1**2 + q2**2) * pi", ["q1", "q2"])
+    assert src == "(np.sqrt(((df['q1'] ** 2) + (df['q2'] ** 2))) * np.pi)"
+    assert to_numpy_source("0 < q1 < 1", ["q1"]) == "((0 < df['q1']) & (df['q1'] < 1))"
+
+
+def test_referenced_columns():
+    assert referenced_columns("q2 * t + q2", ["q1", "q2", "t"]) == ["q2", "t"]

@@ -1,0 +1,121 @@
+"""Plots of many rows: rasterized zooms re-aggregate, log axes are right, histograms count all rows."""
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+from bokeh.document import Document
+from bokeh.events import RangesUpdate
+from PIL import Image
+
+from panel_apps import render
+from panel_apps.export import view_png
+from panel_apps.spec import PlotSpec
+
+
+@pytest.fixture(scope="module")
+def grid():
+    """A uniform 400 x 400 grid of points on [0, 100) x [0, 100): counts are known exactly."""
+    xs, ys = np.meshgrid(np.arange(400) * 0.25 + 0.125, np.arange(400) * 0.25 + 0.125)
+    return pd.DataFrame({"x": xs.ravel(), "y": ys.ravel(), "w": xs.ravel() * 2})
+
+
+def spec_for(**kw):
+    spec = PlotSpec(width=300, height=260)
+    spec.set_columns(["x", "y", "w"])
+    spec.param.update(x="x", y="y", **kw)
+    return spec
+
+
+def test_auto_mode_switches_at_the_admin_threshold():
+    spec = spec_for()
+    assert render.choose_mode(spec, 1000, threshold=1000) == "standard"
+    assert render.choose_mode(spec, 1001, threshold=1000) == "rasterized"
+    spec.mode = "standard"
+    assert render.choose_mode(spec, 10**7, threshold=1000) == "standard"
+    spec.kind = "hist2d"
+    assert render.choose_mode(spec, 10, threshold=1000) == "rasterized"
+
+
+def test_student_zooms_and_the_server_aggregates_the_new_range(grid):
+    spec = spec_for(size=1)
+    frames = []
+    view = render.RasterFigure(grid, spec, on_update=frames.append)
+    assert view.last.rows_in_view == len(grid) == 160_000
+    assert np.nansum(view.source.data["image"][0]) == 160_000  # every row, no sample
+    view.figure._trigger_event(RangesUpdate(view.figure, x0=0, x1=50, y0=0, y1=25))
+    zoomed = view.last
+    assert zoomed.x_range == (0, 50) and zoomed.y_range == (0, 25)
+    assert zoomed.rows_in_view == 200 * 100  # a quarter of x times a quarter of y
+    assert np.nansum(view.source.data["image"][0]) == 20_000
+    assert view.source.data["x"] == [0] and view.source.data["dw"] == [50]
+    assert len(frames) == 2
+
+
+def test_zoom_inside_a_served_document_is_coalesced_to_the_latest_range(grid):
+    spec = spec_for(size=1)
+    view = render.RasterFigure(grid, spec)
+    Document().add_root(view.figure)  # no session: applied at once
+    view._on_ranges(RangesUpdate(view.figure, x0=10, x1=20, y0=10, y1=20))
+    assert view.last.rows_in_view == 40 * 40
+
+
+def test_log_axes_are_binned_in_log_space_when_rasterized():
+    # one point per decade from 1e0 to 1e5 (x) : on a log axis each lands in its own equal-width band
+    frame = pd.DataFrame({"x": 10.0 ** np.arange(6), "y": np.ones(6)})
+    spec = spec_for(logx=True, size=1)
+    spec.set_columns(["x", "y"])
+    agg = render.aggregate(frame, spec, (1.0, 1e6), (0.5, 1.5), 6, 1)
+    assert agg.image[0].tolist() == [1, 1, 1, 1, 1, 1]  # linear binning would put 5 of 6 in bin 0
+    assert agg.rows_in_view == 6
+
+
+def test_log_axis_rows_at_or_below_zero_are_counted_not_hidden():
+    frame = pd.DataFrame({"x": [-1.0, 0.0, 1.0, 10.0], "y": [1.0, 1.0, 1.0, 1.0]})
+    spec = spec_for(logx=True)
+    spec.set_columns(["x", "y"])
+    assert render.log_hidden_rows(frame, spec) == 2
+    lo, hi = render.data_range(frame["x"].to_numpy(), log=True)
+    assert 0 < lo < 1 and hi > 10
+
+
+def test_colour_by_shows_mean_of_the_column(grid):
+    spec = spec_for(color_by="w", size=1)
+    agg = render.aggregate(grid, spec, (0, 100), (0, 100), 4, 4)
+    assert agg.value_name == "mean w"
+    assert np.allclose(agg.image[0], [25, 75, 125, 175])  # w = 2x, mean over each quarter of x
+
+
+def test_histogram_counts_all_rows_with_log_bins():
+    frame = pd.DataFrame({"x": np.concatenate([np.full(10, 2.0), np.full(30, 2000.0), [-5.0]])})
+    spec = PlotSpec(kind="hist", bins=3, logx=True)
+    spec.set_columns(["x"])
+    hist = render.histogram(frame, spec)
+    counts = hist.dimension_values("rows")
+    edges = hist.interface.coords(hist, "x", edges=True)
+    assert counts.tolist() == [10, 0, 30]
+    assert np.allclose(np.diff(np.log10(edges)), 1.0)  # equal widths in log space
+
+
+def test_2d_histogram_is_a_rasterized_view_with_bins_pixels(grid):
+    spec = spec_for(kind="hist2d", bins=10)
+    view = render.RasterFigure(grid, spec)
+    assert view.source.data["image"][0].shape == (10, 10)
+    assert np.nansum(view.source.data["image"][0]) == len(grid)
+    assert view.figure.select_one({"type": render.HoverTool}) is not None
+
+
+def test_png_export_has_the_plot_size_and_is_decodable(grid):
+    for kind in ("scatter", "hist", "hist2d"):
+        spec = spec_for(kind=kind, width=320, height=240, title="T")
+        png = view_png(grid, spec, (0, 50), (0, 50) if kind != "hist" else None)
+        img = Image.open(io.BytesIO(png))
+        img.verify()
+        assert img.size == (320, 240) and img.format == "PNG"
+
+
+def test_standard_plot_uses_the_chosen_marker(grid):
+    spec = spec_for(marker="triangle", size=7, color="#ff0000")
+    plot = render.standard_plot(grid.head(100), spec)
+    opts = plot.opts.get().kwargs
+    assert opts["marker"] == "triangle" and opts["color"] == "#ff0000"

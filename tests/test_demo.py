@@ -1,0 +1,77 @@
+"""`make demo` as a newcomer uses it: start, log in in a real browser, spawn, JupyterLab, stop."""
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+import requests
+
+from tests.browser import chromium_page
+from tests.hubproc import PROJECT, free_port
+
+pytestmark = [pytest.mark.integration, pytest.mark.browser]
+
+
+@pytest.fixture
+def demo(tmp_path):
+    port = free_port()
+    env = dict(os.environ, NEBULAHUB_PORT=str(port), NEBULAHUB_HUB_PORT=str(free_port()),
+               NEBULAHUB_STATE_DIR=str(tmp_path / "state"))
+    env.pop("NEBULAHUB_PROVIDER", None)
+    log = open(tmp_path / "demo.log", "wb")
+    proc = subprocess.Popen(["make", "-s", "demo"], cwd=PROJECT, stdout=log,
+                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, (tmp_path / "demo.log").read_text()[-3000:]
+        try:
+            if requests.get(f"{url}/hub/api/", timeout=2).status_code == 200:
+                break
+        except requests.RequestException:
+            time.sleep(0.5)
+    else:
+        pytest.fail("make demo did not serve the hub in time")
+    yield url, tmp_path
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    pid_file = tmp_path / "state" / "jupyterhub-proxy.pid"
+    if pid_file.exists():  # a hub killed hard leaves its proxy: ours to stop
+        try:
+            os.kill(int(pid_file.read_text()), signal.SIGTERM)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
+def test_newcomer_runs_make_demo_logs_in_and_lands_in_jupyterlab(demo):
+    url, tmp = demo
+    log = (tmp / "demo.log").read_text()
+    assert "Log in as student" in log and "nebula-demo" in log, log[-2000:]
+    with chromium_page() as page:
+        page.goto(f"{url}/hub/login")
+        page.fill("input[name=username]", "researcher")
+        page.fill("input[name=password]", "nebula-demo")
+        page.click("#login_submit")
+        # the spawn form: profiles to choose from
+        page.wait_for_selector("input[name=profile][value=notebook]", timeout=30_000)
+        page.check("input[name=profile][value=notebook]")
+        page.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
+        page.wait_for_url("**/user/researcher/lab**", timeout=120_000)
+        page.wait_for_selector("#jp-main-dock-panel, .jp-LabShell", timeout=120_000)
+        assert "JupyterLab" in page.title() or page.locator(".jp-LabShell").count() == 1
+        # the demo data file is in the user's home, visible in the file browser
+        page.wait_for_selector("text=junctions.txt", timeout=60_000)
+        # stop from the hub's home page, as a person would
+        page.goto(f"{url}/hub/home")
+        page.click("#stop")
+        page.wait_for_selector("#start", state="visible", timeout=60_000)
+    servers = tmp / "state" / "servers"
+    assert servers.exists() and any(servers.iterdir())
+    deadline = time.monotonic() + 30
+    while any((d / "server.json").exists() for d in servers.iterdir()):
+        assert time.monotonic() < deadline, "the server process was not stopped"
+        time.sleep(0.3)

@@ -1,0 +1,1 @@
+"""Job-submission forms generated from admin-written app descriptors (not built yet)."""

@@ -8,7 +8,6 @@ the OpenNebula section. ``jupyterhub --help-all`` lists every setting with its h
 (classes OpenNebulaSpawner, OpenNebulaProvider, SshProvider, LocalProvider).
 """
 import os
-import sys
 from pathlib import Path
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
@@ -75,12 +74,8 @@ c.SshProvider.user_key_dir = str(STATE / "user-keys")
 
 # ---- orphan sweep: terminate VMs of this hub that no server references ------------------------
 if c.OpenNebulaSpawner.provider == "opennebula":
-    c.JupyterHub.services = [
-        {"name": "nebulahub-reconcile",
-         "command": [sys.executable, "-m", "spawner.cli", "reconcile", "--every", "300",
-                     "--config", __file__]},
-    ]
-    c.JupyterHub.load_roles = [
-        {"name": "nebulahub-reconcile", "services": ["nebulahub-reconcile"],
-         "scopes": ["list:users", "read:users", "admin:server_state"]},
-    ]
+    from spawner.reconcile import managed_service
+
+    sweep, sweep_role = managed_service(__file__, every=300)
+    c.JupyterHub.services = [sweep]
+    c.JupyterHub.load_roles = [sweep_role]

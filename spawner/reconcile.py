@@ -75,3 +75,21 @@ async def sweep_forever(client: OpenNebulaClient, hub_id: str, api_url: str, tok
         except Exception as e:  # a failed round is retried next round
             log.error("Orphan sweep failed: %s", e)
         await asyncio.sleep(every)
+
+
+def managed_service(config_file: str, every: float = 300) -> tuple[dict, dict]:
+    """The hub-managed sweep: a JupyterHub service entry and the role it needs.
+
+    The hub hands the service its API token through the environment; OpenNebula credentials
+    come from the same config file (auth_file) or from $NEBULAHUB_ONE_AUTH passed through here.
+    """
+    import os
+    import sys
+
+    env = {k: os.environ[k] for k in ("NEBULAHUB_ONE_AUTH",) if k in os.environ}
+    service = {"name": "nebulahub-reconcile", "environment": env,
+               "command": [sys.executable, "-m", "spawner.cli", "reconcile", "--every",
+                           str(every), "--config", config_file]}
+    role = {"name": "nebulahub-reconcile", "services": ["nebulahub-reconcile"],
+            "scopes": ["list:users", "read:users", "admin:server_state"]}
+    return service, role

@@ -26,7 +26,10 @@ def hub_config(endpoint, vm_env, user, extra=""):
         c.OpenNebulaSpawner.profiles = [
             {{"slug": "small", "name": "Small", "cpu": 1, "memory_mb": 512}},
             {{"slug": "huge", "name": "Huge", "cpu": 8, "vcpu": 8, "memory_mb": 65536}},
+            {{"slug": "brief", "name": "Brief", "max_lifetime_hours": 2 / 3600}},
         ]
+        c.OpenNebulaSpawner.poll_interval = 2
+        c.OpenNebulaSpawner.default_url = "/lab"
         c.OpenNebulaProvider.endpoint = "{endpoint}"
         c.OpenNebulaProvider.template_id = 0
         c.OpenNebulaProvider.hub_id = "hub-under-test"
@@ -327,3 +330,76 @@ def test_vms_reachable_only_through_the_bastion(bastion_env):
     assert hub.get_via_proxy("/user/jo/api/status", token).status_code == 200
     hub.stop_server("jo")
     assert wait_no_live_vms(double) == []
+
+
+def test_server_survives_a_cloud_outage_shorter_than_the_grace(hub, cloud):
+    hub.create_user("ola")
+    token = hub.user_token("ola")
+    assert hub.spawn("ola", options={"profile": "small"}).status_code == 202
+    assert hub.progress("ola")[-1].get("ready")
+    cloud.api_down(8)  # the hub polls every 2 s: several polls meet a refused connection
+    time.sleep(9)
+    assert hub.server_model("ola")["ready"], hub.log()[-3000:]
+    assert "still counted as running" in hub.log()
+    assert hub.get_via_proxy("/user/ola/api/status", token).status_code == 200
+    hub.stop_server("ola")
+    assert wait_no_live_vms(cloud) == []
+
+
+def test_profile_lifetime_ends_the_server_and_its_vm(hub, cloud):
+    hub.create_user("lee")
+    assert hub.spawn("lee", options={"profile": "brief"}).status_code == 202
+    assert hub.progress("lee")[-1].get("ready")
+    hub.wait_server("lee", ready=False, timeout=30)  # 2 s lifetime, 2 s poll interval
+    assert wait_no_live_vms(cloud) == []
+    assert "reached its profile's maximum lifetime" in hub.log()
+
+
+def test_spawn_page_shows_quota_and_phases_in_the_browser(hub, cloud):
+    from tests.browser import chromium_page
+
+    with chromium_page() as page:
+        page.goto(f"{hub.url}/hub/login")
+        page.fill("input[name=username]", "pia")
+        page.fill("input[name=password]", "test-password")
+        page.click("#login_submit")
+        page.wait_for_selector("table.nebulahub-quota", timeout=30_000)
+        quota = page.inner_text("table.nebulahub-quota")
+        assert "used of 4" in quota and "free" in quota, quota
+        page.check("input[name=profile][value=small]")
+        page.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
+        page.wait_for_url("**/user/pia/**", timeout=120_000)
+        page.wait_for_selector(".jp-LabShell, #jp-main-dock-panel", timeout=120_000)
+    hub.stop_server("pia")
+    assert wait_no_live_vms(cloud) == []
+
+
+def test_hub_managed_sweep_terminates_orphans_by_itself(cloud, vm_python_env, nethosts,
+                                                         tmp_path):
+    import asyncio
+
+    from opennebula import OpenNebulaClient
+
+    d = tmp_path / "hub-sweep"
+    h = HubProcess(d, hub_config(cloud.endpoint, vm_python_env, nethosts.ssh_user, f"""
+        from spawner.reconcile import managed_service
+        sweep, role = managed_service("{d}/jupyterhub_config.py", every=1)
+        c.JupyterHub.services.append(sweep)
+        c.JupyterHub.load_roles.append(role)
+    """), env={"NEBULAHUB_ONE_AUTH": "hubacct:cloud-secret-pw"})
+    h.start()
+    try:
+        async def orphan():
+            async with OpenNebulaClient(cloud.endpoint, "hubacct:cloud-secret-pw") as client:
+                return await client.instantiate(name="lost", template_id=0, tags={
+                    "NEBULAHUB_HUB_ID": "hub-under-test", "NEBULAHUB_START_ID": "lost1"})
+
+        vm_id = asyncio.run(orphan())
+        deadline = time.monotonic() + 30
+        while cloud.vms[vm_id].state != 6:
+            assert time.monotonic() < deadline, h.log()[-3000:]
+            time.sleep(0.3)
+        assert "cloud-secret-pw" not in h.log()
+    finally:
+        h.stop()
+    assert wait_no_live_vms(cloud) == []

@@ -28,7 +28,6 @@ if chp.exists():
     c.ConfigurableHTTPProxy.command = [str(chp)]
 c.JupyterHub.allow_named_servers = True
 c.JupyterHub.named_server_limit_per_user = 3
-c.JupyterHub.cleanup_servers = False  # a hub restart must not stop anybody's server
 
 # ---- who may log in (demo: shared password; replace with your authenticator) ---------------
 DEMO_USERS = ["student", "researcher", "admin"]
@@ -41,6 +40,8 @@ c.Authenticator.admin_users = {"admin"}
 c.JupyterHub.spawner_class = "opennebula"
 c.OpenNebulaSpawner.provider = os.environ.get("NEBULAHUB_PROVIDER", "local")
 c.OpenNebulaSpawner.default_url = "/lab"
+# A hub restart must not stop anybody's server; only the demo (local) stops its servers on exit.
+c.JupyterHub.cleanup_servers = c.OpenNebulaSpawner.provider == "local"
 c.OpenNebulaSpawner.profiles = [
     {"slug": "notebook", "name": "Notebook", "description": "JupyterLab for notebooks",
      "cpu": 1, "vcpu": 1, "memory_mb": 2048, "default_url": "/lab"},

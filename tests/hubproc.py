@@ -97,6 +97,14 @@ class HubProcess:
             self.proc.wait(10)
 
     def stop(self) -> None:
+        """Stop every server the tests left (cleanup_servers is off), then the hub."""
+        if self.proc and self.proc.poll() is None:
+            try:
+                for user in self.api("GET", "/users").json():
+                    for name in user.get("servers") or {}:
+                        self.stop_server(user["name"], name)
+            except Exception as e:  # the hub may be broken by the test itself: still stop it
+                print(f"could not stop leftover servers: {e}")
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

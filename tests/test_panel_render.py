@@ -119,3 +119,16 @@ def test_standard_plot_uses_the_chosen_marker(grid):
     plot = render.standard_plot(grid.head(100), spec)
     opts = plot.opts.get().kwargs
     assert opts["marker"] == "triangle" and opts["color"] == "#ff0000"
+
+
+def test_line_plots_rasterize_with_and_without_colour(grid):
+    frame = pd.DataFrame({"t": np.linspace(0.01, 10, 2000), "q": np.sin(np.linspace(0, 10, 2000))})
+    frame["c"] = frame["t"] * 2
+    for colour in ("", "c"):
+        spec = spec_for(kind="line", color_by=colour)
+        spec.set_columns(["t", "q", "c"])
+        spec.param.update(x="t", y="q", color_by=colour)
+        view = render.RasterFigure(frame, spec)
+        assert view.last.rows_in_view == 2000
+        view.render((0.0, 5.0), (-2.0, 2.0))
+        assert 990 <= view.last.rows_in_view <= 1010

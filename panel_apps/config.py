@@ -1,0 +1,89 @@
+"""Admin knobs of the plotting app, one home for all of them.
+
+The app runs inside each user's single-user server, started by jupyter-server-proxy, so the
+knobs arrive as environment variables set by the spawner (per profile). Each traitlet below reads
+its default from the variable named in its help text; a JupyterHub/traitlets config file can set
+them too (``c.PlotAppConfig.rasterize_threshold = 200_000``). Making the app a profile's landing
+page is the spawner's ``default_url: "/nebulahub-plot/"`` in that profile, not a knob here.
+
+=================================  ==============================================================
+NEBULAHUB_DATA_ROOTS               extra folders users may open, ``os.pathsep``-separated
+                                   (the home directory is always allowed)
+NEBULAHUB_RASTERIZE_THRESHOLD      rows above which "auto" mode rasterizes (default 100000)
+NEBULAHUB_STANDARD_MAX_ROWS        rows above which standard mode is refused (default 1000000)
+NEBULAHUB_CACHE_DIR                columnar cache (default ~/.cache/nebulahub/plot)
+=================================  ==============================================================
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from traitlets import Integer, List, Unicode, default
+from traitlets.config import Configurable
+
+
+def _env_int(name: str, fallback: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    try:
+        return int(raw.replace("_", "")) if raw else fallback
+    except ValueError:
+        return fallback
+
+
+class PlotAppConfig(Configurable):
+    """Configuration of the no-code plotting app (see the module docstring for the variables)."""
+
+    data_roots = List(
+        Unicode(),
+        help="Folders besides the user's home that the file picker may open "
+        "(env NEBULAHUB_DATA_ROOTS, os.pathsep-separated). Symlinks leading out of them are refused.",
+    ).tag(config=True)
+
+    rasterize_threshold = Integer(
+        help="In 'auto' mode, scatter and line plots with more rows than this are rasterized on the "
+        "server with Datashader (env NEBULAHUB_RASTERIZE_THRESHOLD, default 100000).",
+    ).tag(config=True)
+
+    standard_max_rows = Integer(
+        help="Standard mode sends every point to the browser; above this many rows it is refused with "
+        "a message instead of freezing the tab (env NEBULAHUB_STANDARD_MAX_ROWS, default 1000000).",
+    ).tag(config=True)
+
+    cache_dir = Unicode(
+        help="Where text files are converted to Parquet once (env NEBULAHUB_CACHE_DIR, "
+        "default ~/.cache/nebulahub/plot).",
+    ).tag(config=True)
+
+    home = Unicode(help="The user's home; always an allowed root (default: $HOME).").tag(config=True)
+
+    @default("data_roots")
+    def _default_roots(self):
+        raw = os.environ.get("NEBULAHUB_DATA_ROOTS", "")
+        return [r for r in raw.split(os.pathsep) if r.strip()]
+
+    @default("rasterize_threshold")
+    def _default_threshold(self):
+        return _env_int("NEBULAHUB_RASTERIZE_THRESHOLD", 100_000)
+
+    @default("standard_max_rows")
+    def _default_standard_max(self):
+        return _env_int("NEBULAHUB_STANDARD_MAX_ROWS", 1_000_000)
+
+    @default("cache_dir")
+    def _default_cache(self):
+        return os.environ.get("NEBULAHUB_CACHE_DIR") or str(Path(self.home) / ".cache" / "nebulahub" / "plot")
+
+    @default("home")
+    def _default_home(self):
+        return os.environ.get("HOME") or str(Path.home())
+
+    def all_roots(self) -> list[Path]:
+        """Home first, then the admin's data folders, without duplicates."""
+        seen, roots = set(), []
+        for r in [self.home, *self.data_roots]:
+            p = Path(r).expanduser()
+            if str(p) not in seen:
+                seen.add(str(p))
+                roots.append(p)
+        return roots

@@ -1,0 +1,153 @@
+"""Safe formulas for derived columns, e.g. ``sqrt(q1**2 + q2**2)`` or ``t * 1e3``.
+
+The formula is parsed with :mod:`ast` and walked node by node; only arithmetic, comparisons,
+boolean ``&``/``|``/``~``, column names, numeric constants and a whitelist of numpy functions are
+accepted. Nothing is ever handed to ``eval``: the tree is interpreted here, so attribute access,
+subscripts, lambdas, comprehensions and calls outside the whitelist cannot run.
+The same checked tree is rendered back to numpy source for "Open as notebook".
+"""
+from __future__ import annotations
+
+import ast
+import operator
+from typing import Callable, Mapping
+
+import numpy as np
+
+FUNCTIONS: dict[str, Callable] = {
+    name: getattr(np, name)
+    for name in ("sqrt", "exp", "log", "log10", "log2", "log1p", "expm1", "abs", "sin", "cos", "tan",
+                 "arcsin", "arccos", "arctan", "arctan2", "sinh", "cosh", "tanh", "hypot", "floor",
+                 "ceil", "sign", "minimum", "maximum", "where", "isfinite", "degrees", "radians")
+}
+CONSTANTS = {"pi": np.pi, "e": np.e}
+MAX_LENGTH = 500
+
+_BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+           ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow,
+           ast.BitAnd: operator.and_, ast.BitOr: operator.or_}
+_UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Invert: operator.invert}
+_COMPARE = {ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt, ast.GtE: operator.ge,
+            ast.Eq: operator.eq, ast.NotEq: operator.ne}
+_SYMBOL = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/", ast.FloorDiv: "//", ast.Mod: "%",
+           ast.Pow: "**", ast.BitAnd: "&", ast.BitOr: "|", ast.USub: "-", ast.UAdd: "+", ast.Invert: "~",
+           ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
+
+
+class FormulaError(ValueError):
+    """The formula cannot be used; the message says why, in words a student understands."""
+
+
+def parse(formula: str, columns) -> ast.expr:
+    """Parse and check ``formula`` against the available ``columns``; returns the expression tree."""
+    text = (formula or "").strip()
+    if not text:
+        raise FormulaError("The formula is empty.")
+    if len(text) > MAX_LENGTH:
+        raise FormulaError(f"The formula is longer than {MAX_LENGTH} characters.")
+    try:
+        tree = ast.parse(text, mode="eval").body
+    except SyntaxError as exc:
+        raise FormulaError(f"The formula is not valid: {exc.msg} (at character {exc.offset}).") from None
+    _check(tree, set(columns))
+    return tree
+
+
+def _check(node: ast.AST, columns: set[str]) -> None:
+    if isinstance(node, ast.Constant):
+        if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
+            raise FormulaError(f"Only numbers can be used as constants, not {node.value!r}.")
+    elif isinstance(node, ast.Name):
+        if node.id not in columns and node.id not in CONSTANTS:
+            hint = " (functions must be called, e.g. sqrt(x))" if node.id in FUNCTIONS else ""
+            raise FormulaError(f"Unknown column '{node.id}'{hint}. Columns: {', '.join(sorted(columns))}.")
+    elif isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        _check(node.left, columns)
+        _check(node.right, columns)
+    elif isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        _check(node.operand, columns)
+    elif isinstance(node, ast.Compare) and all(type(op) in _COMPARE for op in node.ops):
+        for child in [node.left, *node.comparators]:
+            _check(child, columns)
+    elif isinstance(node, ast.Call):
+        if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
+            name = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
+            raise FormulaError(f"'{name}' is not an allowed function. Allowed: {', '.join(sorted(FUNCTIONS))}.")
+        if node.keywords:
+            raise FormulaError("Functions take plain arguments here, no name=value.")
+        for arg in node.args:
+            if isinstance(arg, ast.Starred):
+                raise FormulaError("'*' arguments are not allowed.")
+            _check(arg, columns)
+    elif isinstance(node, ast.Attribute):
+        raise FormulaError("Attribute access (a.b) is not allowed in formulas.")
+    else:
+        raise FormulaError(f"'{ast.unparse(node)}' is not allowed in a formula; use arithmetic, "
+                           "comparisons, column names, numbers and the listed functions.")
+
+
+def evaluate(formula: str, frame: Mapping) -> np.ndarray:
+    """Value of ``formula`` for every row of ``frame`` (a DataFrame or a dict of arrays)."""
+    columns = list(frame.keys())
+    tree = parse(formula, columns)
+    with np.errstate(all="ignore"):  # log(0), 1/0 give inf/nan like in a spreadsheet
+        try:
+            result = _eval(tree, frame)
+        except (TypeError, ValueError) as exc:
+            raise FormulaError(f"The formula cannot be computed: {exc}") from None
+    n = len(frame[columns[0]]) if columns else 1
+    return np.broadcast_to(np.asarray(result, dtype=float), (n,)).copy() if np.ndim(result) == 0 else np.asarray(result)
+
+
+def _eval(node: ast.AST, frame: Mapping):
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        if node.id in CONSTANTS and node.id not in frame:
+            return CONSTANTS[node.id]
+        return np.asarray(frame[node.id])
+    if isinstance(node, ast.BinOp):
+        return _BINARY[type(node.op)](_eval(node.left, frame), _eval(node.right, frame))
+    if isinstance(node, ast.UnaryOp):
+        return _UNARY[type(node.op)](_eval(node.operand, frame))
+    if isinstance(node, ast.Compare):
+        left, result = _eval(node.left, frame), True
+        for op, comp in zip(node.ops, node.comparators):
+            right = _eval(comp, frame)
+            result = result & _COMPARE[type(op)](left, right)
+            left = right
+        return result
+    if isinstance(node, ast.Call):
+        return FUNCTIONS[node.func.id](*[_eval(a, frame) for a in node.args])
+    raise FormulaError("Internal error: unchecked formula node.")  # parse() rejects everything else
+
+
+def to_numpy_source(formula: str, columns, frame_name: str = "df") -> str:
+    """Python source computing ``formula`` with numpy on ``frame_name``, for exported notebooks."""
+    return _source(parse(formula, columns), frame_name)
+
+
+def _source(node: ast.AST, df: str) -> str:
+    if isinstance(node, ast.Constant):
+        return repr(node.value)
+    if isinstance(node, ast.Name):
+        return f"np.{node.id}" if node.id in CONSTANTS else f"{df}[{node.id!r}]"
+    if isinstance(node, ast.BinOp):
+        return f"({_source(node.left, df)} {_SYMBOL[type(node.op)]} {_source(node.right, df)})"
+    if isinstance(node, ast.UnaryOp):
+        return f"({_SYMBOL[type(node.op)]}{_source(node.operand, df)})"
+    if isinstance(node, ast.Compare):
+        operands = [node.left, *node.comparators]  # chained a<b<c becomes (a<b) & (b<c)
+        parts = [f"({_source(a, df)} {_SYMBOL[type(op)]} {_source(b, df)})"
+                 for a, op, b in zip(operands, node.ops, operands[1:])]
+        return parts[0] if len(parts) == 1 else "(" + " & ".join(parts) + ")"
+    if isinstance(node, ast.Call):
+        return f"np.{node.func.id}(" + ", ".join(_source(a, df) for a in node.args) + ")"
+    raise FormulaError("Internal error: unchecked formula node.")
+
+
+def referenced_columns(formula: str, columns) -> list[str]:
+    """The columns ``formula`` reads, in order of first use."""
+    tree = parse(formula, columns)
+    cols = set(columns)
+    return list(dict.fromkeys(n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and n.id in cols))

@@ -335,6 +335,7 @@ class OpenNebulaSpawner(Spawner):
         if self.host_provider.remote:
             return await runner.run_ssh(self._session.conn, self.bootstrap_python, request)
         env = {k: os.environ[k] for k in LOCAL_ENV_KEEP if k in os.environ}
+        env["HOME"] = self.host_provider.home_for(self.user.name)  # the user's files, not the hub's
         return await runner.run_local(sys.executable, request, env=env)
 
     # ---- SSH session -------------------------------------------------------------------------

@@ -13,8 +13,9 @@ from tests.hubproc import PROJECT, free_port
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
 
 
-@pytest.fixture
-def demo(tmp_path):
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("demo")
     port = free_port()
     env = dict(os.environ, NEBULAHUB_PORT=str(port), NEBULAHUB_HUB_PORT=str(free_port()),
                NEBULAHUB_STATE_DIR=str(tmp_path / "state"))
@@ -75,3 +76,34 @@ def test_newcomer_runs_make_demo_logs_in_and_lands_in_jupyterlab(demo):
     while any((d / "server.json").exists() for d in servers.iterdir()):
         assert time.monotonic() < deadline, "the server process was not stopped"
         time.sleep(0.3)
+
+
+def test_student_lands_in_the_plot_app_and_plots_the_demo_file(demo):
+    from playwright.sync_api import expect
+
+    url, tmp = demo
+    with chromium_page(viewport=(1400, 1000)) as page:
+        page.set_default_timeout(60_000)
+        page.goto(f"{url}/hub/login")
+        page.fill("input[name=username]", "student")
+        page.fill("input[name=password]", "nebula-demo")
+        page.click("#login_submit")
+        page.wait_for_selector("input[name=profile][value=student]", timeout=30_000)
+        page.check("input[name=profile][value=student]")
+        page.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
+        page.wait_for_url("**/user/student/nebulahub-plot/**", timeout=120_000)
+        expect(page.locator(".nh-status p")).to_contain_text("data files in", timeout=90_000)
+        page.get_by_role("combobox", name="File").select_option("junctions.txt")
+        page.get_by_role("button", name="Preview").click()
+        expect(page.locator(".nh-preview table")).to_be_visible(timeout=30_000)
+        page.get_by_role("button", name="Load and plot").click()
+        expect(page.locator(".nh-status p")).to_contain_text("Plotted", timeout=60_000)
+        expect(page.locator(".nh-mode p")).to_contain_text("rows")
+        # the app is also in the JupyterLab launcher
+        page.goto(f"{url}/user/student/lab")
+        expect(page.locator(".jp-LauncherCard[title='Plot data'], "
+                            ".jp-LauncherCard:has-text('Plot data')").first).to_be_visible(
+            timeout=90_000)
+        page.goto(f"{url}/hub/home")
+        page.click("#stop")
+        page.wait_for_selector("#start", state="visible", timeout=60_000)

@@ -1,42 +1,37 @@
-"""A student plots data in real Chromium: the Panel app served under a hub-like URL prefix.
+"""A student plots data in real Chromium, through the hub.
 
-The app runs as jupyter-server-proxy would start it (``python -m panel_apps.launcher --prefix
-/user/<name>/nebulahub-plot``) with a low rasterize threshold, and Playwright drives the Debian
-Chromium. Waits are on page content (Playwright's auto-retrying expectations), never on sleeps.
+A real jupyterhub + configurable-http-proxy serves the student's server (local provider), where
+jupyter-server-proxy starts the Panel app at /user/student/nebulahub-plot/ with a low rasterize
+threshold; the student logs in at the hub's login page and Playwright drives the Debian Chromium.
+Waits are on page content (Playwright's auto-retrying expectations), never on sleeps.
 """
 from __future__ import annotations
 
 import io
 import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
+
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PREFIX = "/user/student/nebulahub-plot"
 BIG_ROWS, THRESHOLD = 5000, 1000
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+@pytest.fixture(scope="module")
+def hub_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("plot-hub")
 
 
 @pytest.fixture(scope="module")
-def home(tmp_path_factory):
+def home(hub_dir):
+    """The student's home on their server (local provider), with the files to plot."""
     from panel_apps.sample_data import main as sample_data
-    home = tmp_path_factory.mktemp("student-home")
+    home = hub_dir / "homes" / "student"
     sample_data(["--out", str(home / "josephson.txt"), "--rows", str(BIG_ROWS)])
     sample_data(["--out", str(home / "small" / "junction.txt"), "--rows", "300"])
     (home / "garbage.dat").write_bytes(bytes(range(256)) * 20)
@@ -44,30 +39,30 @@ def home(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def app_url(home):
+def hub(hub_dir, home):
+    """A real hub + proxy; the student's server (local provider) runs the app behind it."""
     if not os.path.exists(CHROMIUM):
         pytest.skip("Debian chromium is not installed")
-    port = _free_port()
-    env = {**os.environ, "HOME": str(home), "NEBULAHUB_RASTERIZE_THRESHOLD": str(THRESHOLD),
-           "NEBULAHUB_CACHE_DIR": str(home / ".cache" / "plot")}
-    log = open(home / "server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "panel_apps.launcher", "--port", str(port), "--prefix", PREFIX],
-                            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).parents[1])
-    url = f"http://127.0.0.1:{port}{PREFIX}/"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=5)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("plot app did not start:\n" + (home / "server.log").read_text()[-3000:])
-            time.sleep(0.3)
-    yield url
-    proc.terminate()
-    proc.wait(10)
-    log.close()
+    from tests.hubproc import HubProcess
+    h = HubProcess(hub_dir / "hub", f"""
+        c.OpenNebulaSpawner.provider = "local"
+        c.LocalProvider.home_root = "{hub_dir}/homes/{{username}}"
+        c.LocalProvider.workdir_root = "{hub_dir}/servers"
+        c.OpenNebulaSpawner.profiles = [
+            {{"slug": "student", "name": "Student", "default_url": "/nebulahub-plot/"}}]
+        c.OpenNebulaSpawner.environment = {{"NEBULAHUB_RASTERIZE_THRESHOLD": "{THRESHOLD}"}}
+    """)
+    h.start()
+    h.create_user("student")
+    assert h.spawn("student").status_code == 202
+    assert h.progress("student")[-1].get("ready"), h.log()[-3000:]
+    yield h
+    h.stop()
+
+
+@pytest.fixture(scope="module")
+def app_url(hub):
+    return f"{hub.url}{PREFIX}/"
 
 
 @pytest.fixture(scope="module")
@@ -79,17 +74,40 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def page(browser, app_url):
-    from playwright.sync_api import expect
-    expect.set_options(timeout=20_000)  # another test run may share the 2 cores: be patient, never sleep
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+@pytest.fixture(scope="module")
+def login_state(browser, hub, tmp_path_factory):
+    """The student logs in once at the hub's login page; tests reuse the session cookies."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("input[name=username]", "student")
+    page.fill("input[name=password]", "test-password")
+    page.click("#login_submit")
+    page.wait_for_url(re.compile(r".*/(hub/(home|spawn.*)|user/student/.*)$"), timeout=60_000)
+    state = str(tmp_path_factory.mktemp("login") / "state.json")
+    context.storage_state(path=state)
+    context.close()
+    return state
+
+
+def new_student_page(browser, login_state):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True,
+                                  storage_state=login_state)
     page = context.new_page()
     page.set_default_timeout(30_000)
+    return page
+
+
+@pytest.fixture
+def page(browser, app_url, login_state):
+    from playwright.sync_api import expect
+    expect.set_options(timeout=20_000)  # another test run may share the 2 cores: be patient, never sleep
+    page = new_student_page(browser, login_state)
     page.goto(app_url)
-    expect(page.locator(".nh-status p")).to_contain_text("data files in", timeout=30_000)
+    expect(page.locator(".nh-status p")).to_contain_text("data files in", timeout=60_000)
+    assert "/user/student/nebulahub-plot/" in page.url  # served through the hub's proxy
     yield page
-    context.close()
+    page.context.close()
 
 
 def _open(page, name: str):
@@ -195,7 +213,7 @@ def test_png_export_downloads_a_decodable_png_of_the_plot_size(page):
     assert img.format == "PNG" and img.size == (640, 500)
 
 
-def test_saved_configuration_reloads_the_same_plot(page, browser, app_url, tmp_path):
+def test_saved_configuration_reloads_the_same_plot(page, browser, app_url, login_state, tmp_path):
     from playwright.sync_api import expect
     _open(page, "josephson.txt")
     page.get_by_role("combobox", name="Kind").select_option("hist2d")
@@ -212,7 +230,7 @@ def test_saved_configuration_reloads_the_same_plot(page, browser, app_url, tmp_p
     saved = tmp_path / "plot-config.json"
     info.value.save_as(saved)
 
-    fresh = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
+    fresh = new_student_page(browser, login_state)
     fresh.goto(app_url)
     expect(fresh.locator(".nh-status p")).to_contain_text("data files in", timeout=30_000)
     fresh.locator("input[type=file]").set_input_files(str(saved))
@@ -238,49 +256,3 @@ def test_exported_notebook_executes_and_draws_the_plot(page, home):
     outputs = nb.cells[-1].outputs
     mimes = {m for o in outputs for m in o.get("data", {})}
     assert any("holoviews" in m or m == "text/html" for m in mimes), mimes
-
-
-@pytest.fixture(scope="module")
-def jupyter_server_url(home):
-    """A single-user Jupyter server at /user/student/, as the hub starts it (without the hub)."""
-    import signal
-    port, token = _free_port(), "plot-app-test-token"
-    env = {**os.environ, "HOME": str(home), "NEBULAHUB_RASTERIZE_THRESHOLD": str(THRESHOLD),
-           "NEBULAHUB_CACHE_DIR": str(home / ".cache" / "plot-proxied")}
-    log = open(home / "jupyter-server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "jupyter_server", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-                             f"--ServerApp.token={token}", "--ServerApp.base_url=/user/student/", "--no-browser",
-                             "--allow-root"], env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    base = f"http://127.0.0.1:{port}/user/student/"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{base}api/status?token={token}", timeout=5)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail("jupyter server did not start:\n" + (home / "jupyter-server.log").read_text()[-3000:])
-            time.sleep(0.3)
-    yield f"{base}nebulahub-plot/?token={token}"
-    proc.terminate()  # jupyter-server-proxy stops the Panel server it started
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-    log.close()
-
-
-def test_app_works_behind_jupyter_server_proxy_at_the_user_url(browser, jupyter_server_url):
-    """Static files, websocket and plotting through /user/<name>/nebulahub-plot/ (the hub adds only login)."""
-    from playwright.sync_api import expect
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    page.goto(jupyter_server_url)  # first visit starts the Panel server through jupyter-server-proxy
-    expect(page.locator(".nh-status p")).to_contain_text("data files in", timeout=60_000)
-    _open(page, "josephson.txt")
-    expect(page.locator(".nh-mode p")).to_have_text(f"Rasterized (Datashader, {BIG_ROWS:,} rows)")
-    assert "/user/student/nebulahub-plot/" in page.url
-    context.close()

@@ -1,9 +1,13 @@
 #!/bin/sh
 # Bake NebulaHub's single-user environment into a VM image (run as root while building it).
-#   prepare-env.sh [ENV_DIR] [extra pip args...]
+#   prepare-env.sh [ENV_DIR] [NEBULAHUB_SOURCE]
+# NEBULAHUB_SOURCE: a nebulahub wheel or source tree (for the plotting app on the VM).
 set -eu
 env_dir=${1:-/opt/nebulahub/env}
-[ $# -gt 0 ] && shift
+src=${2:-}
 python3 -m venv "$env_dir"
-"$env_dir/bin/pip" install --quiet "$@" "jupyterhub==6.1.1" "jupyterlab>=4.4,<5"
+"$env_dir/bin/pip" install --quiet "jupyterhub==6.1.1" "jupyterlab>=4.4,<5"
+if [ -n "$src" ]; then
+  "$env_dir/bin/pip" install --quiet "$src"
+fi
 echo "Prepared $env_dir; set c.OpenNebulaSpawner.python_env = \"$env_dir\""

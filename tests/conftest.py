@@ -28,7 +28,7 @@ def require_root():
 
 @pytest.fixture(scope="session")
 def nethosts():
-    """A private test network of namespace hosts with real sshd (see tests/nethosts.py)."""
+    """A private test network of namespace hosts with real sshd (see tests/nethosts/)."""
     require_root()
     from tests.nethosts import running_network
 

@@ -1,0 +1,103 @@
+"""A host's OpenSSH sshd: its files (config, host key, authorized_keys) and its process."""
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from pathlib import Path
+
+SSHD = "/usr/sbin/sshd"
+
+
+def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def config_text(*, host_key_path: Path, port: int, authorized_keys_path: Path, user: str) -> str:
+    """sshd_config: key-only login for ``user``, forwarding allowed, verbose log on stderr."""
+    return "\n".join([
+        f"HostKey {host_key_path}",
+        "PidFile none",
+        f"Port {port}",
+        "ListenAddress 0.0.0.0",
+        "UsePAM no",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "PubkeyAuthentication yes",
+        f"AuthorizedKeysFile {authorized_keys_path}",
+        "StrictModes yes",
+        "PermitRootLogin no",
+        f"AllowUsers {user}",
+        "AllowTcpForwarding yes",
+        "AllowStreamLocalForwarding yes",
+        "GatewayPorts no",
+        "X11Forwarding no",
+        "PrintMotd no",
+        "UseDNS no",
+        "LogLevel VERBOSE",
+        "MaxStartups 100:30:200",
+        "MaxSessions 50",
+        "ClientAliveInterval 0",
+        "Subsystem sftp internal-sftp",
+        "",
+    ])
+
+
+def generate_host_key(path: Path) -> str:
+    """A fresh ed25519 host key at ``path``; returns its ``"ssh-ed25519 AAAA..."`` public part."""
+    for p in (path, path.with_suffix(".pub")):
+        with contextlib.suppress(FileNotFoundError):
+            p.unlink()
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(path)],
+        check=True, capture_output=True,
+    )
+    pub = Path(str(path) + ".pub").read_text().split()
+    return f"{pub[0]} {pub[1]}"
+
+
+def authorized_keys_text(keys) -> str:
+    """authorized_keys content for one key line or an iterable of them (blank ones dropped)."""
+    keys = [keys] if isinstance(keys, str) else list(keys)
+    lines = [k.strip() for k in keys if k and k.strip()]
+    return "".join(line + "\n" for line in lines)
+
+
+def spawn(netns: str, hostname: str, config_path: Path, log) -> subprocess.Popen:
+    """Start sshd in ``netns`` with its own UTS namespace (hostname), logging to file ``log``.
+
+    ip netns exec, unshare (no --fork) and sh all exec: Popen.pid is sshd's pid.
+    """
+    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    return subprocess.Popen(
+        ["ip", "netns", "exec", netns, "unshare", "--uts", "sh", "-c",
+         'hostname "$1" && exec "$2" -D -e -f "$3"', "sh", hostname, SSHD,
+         str(config_path)],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/",
+        start_new_session=True,
+    )
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM (SIGKILL after 5 s) and reap."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def log_since(log_path: Path, offset: int) -> str:
+    try:
+        with open(log_path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return ""

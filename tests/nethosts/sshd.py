@@ -68,14 +68,20 @@ def authorized_keys_text(keys) -> str:
     return "".join(line + "\n" for line in lines)
 
 
+# A real VM has CPUs of its own; these hosts share the hub's. Everything started over SSH inherits
+# sshd's niceness, so what runs "on a VM" yields to the hub instead of starving it.
+HOST_NICENESS = 10
+
+
 def spawn(netns: str, hostname: str, config_path: Path, log) -> subprocess.Popen:
     """Start sshd in ``netns`` with its own UTS namespace (hostname), logging to file ``log``.
 
-    ip netns exec, unshare (no --fork) and sh all exec: Popen.pid is sshd's pid.
+    ip netns exec, nice, unshare (no --fork) and sh all exec: Popen.pid is sshd's pid.
     """
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     return subprocess.Popen(
-        ["ip", "netns", "exec", netns, "unshare", "--uts", "sh", "-c",
+        ["ip", "netns", "exec", netns, "nice", "-n", str(HOST_NICENESS), "unshare", "--uts",
+         "sh", "-c",
          'hostname "$1" && exec "$2" -D -e -f "$3"', "sh", hostname, SSHD,
          str(config_path)],
         stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/",

@@ -30,3 +30,25 @@ def chromium_page(viewport=(1280, 900)):
             yield page
         finally:
             ctx.close()
+
+
+def hub_login(page, hub_url: str, username: str, password: str) -> None:
+    """Log in at the hub's login page as a person would."""
+    page.goto(f"{hub_url}/hub/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("#login_submit")
+
+
+def start_with_profile(page, slug: str) -> None:
+    """On the spawn form: pick a profile and press Start."""
+    page.wait_for_selector(f"input[name=profile][value={slug}]", timeout=30_000)
+    page.check(f"input[name=profile][value={slug}]")
+    page.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
+
+
+def stop_from_hub_home(page, hub_url: str) -> None:
+    """"Stop My Server" on the hub's home page, then wait for the Start button."""
+    page.goto(f"{hub_url}/hub/home")
+    page.click("#stop")
+    page.wait_for_selector("#start", state="visible", timeout=60_000)

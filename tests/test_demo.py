@@ -7,7 +7,7 @@ import time
 import pytest
 import requests
 
-from tests.browser import chromium_page
+from tests.browser import chromium_page, hub_login, start_with_profile, stop_from_hub_home
 from tests.hubproc import PROJECT, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.browser]
@@ -53,23 +53,14 @@ def test_newcomer_runs_make_demo_logs_in_and_lands_in_jupyterlab(demo):
     log = (tmp / "demo.log").read_text()
     assert "Log in as student" in log and "nebula-demo" in log, log[-2000:]
     with chromium_page() as page:
-        page.goto(f"{url}/hub/login")
-        page.fill("input[name=username]", "researcher")
-        page.fill("input[name=password]", "nebula-demo")
-        page.click("#login_submit")
-        # the spawn form: profiles to choose from
-        page.wait_for_selector("input[name=profile][value=notebook]", timeout=30_000)
-        page.check("input[name=profile][value=notebook]")
-        page.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
+        hub_login(page, url, "researcher", "nebula-demo")
+        start_with_profile(page, "notebook")  # the spawn form offers the profiles
         page.wait_for_url("**/user/researcher/lab**", timeout=120_000)
         page.wait_for_selector("#jp-main-dock-panel, .jp-LabShell", timeout=120_000)
         assert "JupyterLab" in page.title() or page.locator(".jp-LabShell").count() == 1
         # the demo data file is in the user's home, visible in the file browser
         page.wait_for_selector("text=junctions.txt", timeout=60_000)
-        # stop from the hub's home page, as a person would
-        page.goto(f"{url}/hub/home")
-        page.click("#stop")
-        page.wait_for_selector("#start", state="visible", timeout=60_000)
+        stop_from_hub_home(page, url)
     servers = tmp / "state" / "servers"
     assert servers.exists() and any(servers.iterdir())
     deadline = time.monotonic() + 30
@@ -84,13 +75,8 @@ def test_student_lands_in_the_plot_app_and_plots_the_demo_file(demo):
     url, tmp = demo
     with chromium_page(viewport=(1400, 1000)) as page:
         page.set_default_timeout(60_000)
-        page.goto(f"{url}/hub/login")
-        page.fill("input[name=username]", "student")
-        page.fill("input[name=password]", "nebula-demo")
-        page.click("#login_submit")
-        page.wait_for_selector("input[name=profile][value=student]", timeout=30_000)
-        page.check("input[name=profile][value=student]")
-        page.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
+        hub_login(page, url, "student", "nebula-demo")
+        start_with_profile(page, "student")
         page.wait_for_url("**/user/student/nebulahub-plot/**", timeout=120_000)
         expect(page.locator(".nh-status p")).to_contain_text("data files in", timeout=90_000)
         page.get_by_role("combobox", name="File").select_option("junctions.txt")
@@ -104,6 +90,4 @@ def test_student_lands_in_the_plot_app_and_plots_the_demo_file(demo):
         expect(page.locator(".jp-LauncherCard[title='Plot data'], "
                             ".jp-LauncherCard:has-text('Plot data')").first).to_be_visible(
             timeout=90_000)
-        page.goto(f"{url}/hub/home")
-        page.click("#stop")
-        page.wait_for_selector("#start", state="visible", timeout=60_000)
+        stop_from_hub_home(page, url)

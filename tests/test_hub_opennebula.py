@@ -356,18 +356,14 @@ def test_profile_lifetime_ends_the_server_and_its_vm(hub, cloud):
 
 
 def test_spawn_page_shows_quota_and_phases_in_the_browser(hub, cloud):
-    from tests.browser import chromium_page
+    from tests.browser import chromium_page, hub_login, start_with_profile
 
     with chromium_page() as page:
-        page.goto(f"{hub.url}/hub/login")
-        page.fill("input[name=username]", "pia")
-        page.fill("input[name=password]", "test-password")
-        page.click("#login_submit")
+        hub_login(page, hub.url, "pia", "test-password")
         page.wait_for_selector("table.nebulahub-quota", timeout=30_000)
         quota = page.inner_text("table.nebulahub-quota")
         assert "used of 4" in quota and "free" in quota, quota
-        page.check("input[name=profile][value=small]")
-        page.click("#spawn_form input[type=submit], #spawn_form button[type=submit]")
+        start_with_profile(page, "small")
         page.wait_for_url("**/user/pia/**", timeout=120_000)
         page.wait_for_selector(".jp-LabShell, #jp-main-dock-panel", timeout=120_000)
     hub.stop_server("pia")

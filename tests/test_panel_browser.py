@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, hub_login
 
 pytestmark = pytest.mark.browser
 
@@ -79,10 +79,7 @@ def login_state(browser, hub, tmp_path_factory):
     """The student logs in once at the hub's login page; tests reuse the session cookies."""
     context = browser.new_context()
     page = context.new_page()
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("input[name=username]", "student")
-    page.fill("input[name=password]", "test-password")
-    page.click("#login_submit")
+    hub_login(page, hub.url, "student", "test-password")
     page.wait_for_url(re.compile(r".*/(hub/(home|spawn.*)|user/student/.*)$"), timeout=60_000)
     state = str(tmp_path_factory.mktemp("login") / "state.json")
     context.storage_state(path=state)

@@ -399,3 +399,20 @@ def test_hub_managed_sweep_terminates_orphans_by_itself(cloud, vm_python_env, ne
     finally:
         h.stop()
     assert wait_no_live_vms(cloud) == []
+
+
+def test_wrong_cloud_credentials_give_a_readable_refusal_and_no_vm(cloud, vm_python_env,
+                                                                   nethosts, tmp_path):
+    h = HubProcess(tmp_path / "hub-badauth",
+                   hub_config(cloud.endpoint, vm_python_env, nethosts.ssh_user),
+                   env={"NEBULAHUB_ONE_AUTH": "hubacct:wrong-password"})
+    h.start()
+    try:
+        before = len(cloud.vms)
+        h.create_user("ann")
+        message = spawn_refusal(h, "ann", {"profile": "small"})
+        assert "credentials" in message, message
+        assert "wrong-password" not in message and "wrong-password" not in h.log()
+        assert len(cloud.vms) == before
+    finally:
+        h.stop()

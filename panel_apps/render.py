@@ -9,7 +9,7 @@ Two modes, never a silent sample:
   them (holoviews#2195). The image keeps the raw counts/means so hover shows values; colours are
   mapped with Bokeh's equal-histogram mapper (what Datashader's ``eq_hist`` does on the server).
 
-Histograms bin all rows with numpy; 2-D histograms are a rasterized view with ``bins`` x ``bins``
+Histograms bin all rows with numpy and re-bin the visible range on zoom; 2-D histograms are a rasterized view with ``bins`` x ``bins``
 pixels. Rows that a log axis cannot show (values <= 0) are counted and reported, not dropped quietly.
 """
 from __future__ import annotations
@@ -248,7 +248,15 @@ class RasterFigure:
 
 
 def histogram(frame: pd.DataFrame, spec):
-    """A HoloViews histogram of all rows of ``spec.x`` (log-spaced bins on a log x axis)."""
+    """A histogram of all rows of ``spec.x`` that re-bins the visible range on zoom and pan."""
+    import holoviews as hv
+    histogram_bins(frame, spec)  # fail now, readably, rather than inside the first render
+    return hv.DynamicMap(lambda x_range: histogram_bins(frame, spec, x_range),
+                         streams=[hv.streams.RangeX()])
+
+
+def histogram_bins(frame: pd.DataFrame, spec, x_range=None):
+    """``spec.bins`` bins over ``x_range`` (default: all the data), log-spaced on a log x axis."""
     import holoviews as hv
     import holoviews.plotting.bokeh  # noqa: F401  registers the backend .opts() validates against
     values = frame[spec.x].to_numpy()
@@ -258,6 +266,12 @@ def histogram(frame: pd.DataFrame, spec):
     if values.size == 0:
         raise ValueError(f"Column '{spec.x}' has no values to count" + (" above zero" if spec.logx else "") + ".")
     lo, hi = float(values.min()), float(values.max())
+    if x_range is not None and x_range[1] > x_range[0]:
+        lo, hi = max(lo, float(x_range[0])), min(hi, float(x_range[1]))
+        if spec.logx and lo <= 0:
+            lo = hi / 1e6
+        if hi <= lo:  # zoomed into a gap between values
+            lo, hi = float(x_range[0]), float(x_range[1])
     if hi == lo:
         hi = lo + (abs(lo) or 1.0) * 1e-6
     edges = np.geomspace(lo, hi, spec.bins + 1) if spec.logx else np.linspace(lo, hi, spec.bins + 1)
@@ -265,7 +279,7 @@ def histogram(frame: pd.DataFrame, spec):
     return hv.Histogram((edges, counts), kdims=[spec.x], vdims=["rows"]).opts(
         color=spec.color, alpha=spec.alpha, width=spec.width, height=spec.height, logx=spec.logx,
         logy=spec.logy, title=spec.title, xlabel=spec.xlabel or spec.x, ylabel=spec.ylabel or "rows",
-        tools=["hover"], backend="bokeh")
+        tools=["hover"], framewise=False, backend="bokeh")
 
 
 def standard_plot(frame: pd.DataFrame, spec):

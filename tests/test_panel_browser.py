@@ -185,6 +185,19 @@ def test_histogram_and_2d_histogram_render(page):
     page.get_by_role("combobox", name="Kind").select_option("hist")
     expect(page.locator(".nh-mode p")).to_have_text(f"Histogram (all {BIG_ROWS:,} rows binned)")
     page.wait_for_function("() => Array.from(Bokeh.documents[0].all_models).some(m => m.type === 'Quad')")
+    span_js = """() => Array.from(Bokeh.documents[0].all_models)
+        .filter(m => m.type === 'GlyphRenderer' && m.glyph.type === 'Quad')
+        .map(r => { const d = r.data_source.data; return [d.left[0], d.right[d.right.length - 1], d.left.length]; })[0]"""
+    lo, hi, nbins = page.evaluate(span_js)
+    plot = page.locator(".nh-plot canvas").first
+    plot.scroll_into_view_if_needed()
+    box = plot.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    page.mouse.wheel(0, -400)  # zoom in: the server re-bins the visible range
+    page.wait_for_function(f"() => {{ const s = ({span_js})(); return s && (s[1] - s[0]) < {(hi - lo) * 0.9}; }}",
+                           timeout=15_000)
+    zlo, zhi, znbins = page.evaluate(span_js)
+    assert lo < zlo < zhi < hi and znbins == nbins  # as many bins as before, over the narrower range
     page.get_by_role("combobox", name="Kind").select_option("hist2d")
     expect(page.locator(".nh-mode p")).to_have_text(f"Rasterized (2-D histogram, Datashader, {BIG_ROWS:,} rows)")
     _, _, rows = _view_numbers(_text(page, ".nh-view"))

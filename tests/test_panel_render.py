@@ -90,11 +90,26 @@ def test_histogram_counts_all_rows_with_log_bins():
     frame = pd.DataFrame({"x": np.concatenate([np.full(10, 2.0), np.full(30, 2000.0), [-5.0]])})
     spec = PlotSpec(kind="hist", bins=3, logx=True)
     spec.set_columns(["x"])
-    hist = render.histogram(frame, spec)
+    hist = render.histogram_bins(frame, spec)
     counts = hist.dimension_values("rows")
     edges = hist.interface.coords(hist, "x", edges=True)
     assert counts.tolist() == [10, 0, 30]
     assert np.allclose(np.diff(np.log10(edges)), 1.0)  # equal widths in log space
+
+
+def test_histogram_rebins_the_visible_range_when_zoomed():
+    frame = pd.DataFrame({"x": np.arange(1000, dtype=float)})  # 0 .. 999
+    spec = PlotSpec(kind="hist", bins=10)
+    spec.set_columns(["x"])
+    dm = render.histogram(frame, spec)
+    full = dm[()]
+    assert full.dimension_values("rows").tolist() == [100] * 10
+    dm.event(x_range=(100.0, 199.0))  # what a zoom in the browser sends
+    zoomed = dm[()]
+    edges = zoomed.interface.coords(zoomed, "x", edges=True)
+    assert np.isclose(edges[0], 100) and np.isclose(edges[-1], 199)
+    assert zoomed.dimension_values("rows").sum() == 100  # rows 100..199, in 10 finer bins
+    assert len(zoomed.dimension_values("rows")) == 10
 
 
 def test_2d_histogram_is_a_rasterized_view_with_bins_pixels(grid):

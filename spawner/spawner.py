@@ -212,12 +212,14 @@ class OpenNebulaSpawner(Spawner):
         self._new_event.set()
 
     async def progress(self):
+        # The hub may ask for progress before start() runs (apply_user_options comes first):
+        # keep the stream open for the whole pending spawn, not just while start() runs.
         sent = 0
         while True:
             while sent < len(self._events):
                 yield self._events[sent]
                 sent += 1
-            if not self._starting:
+            if not (self._starting or self._spawn_pending):
                 break
             self._new_event.clear()
             try:
@@ -228,25 +230,26 @@ class OpenNebulaSpawner(Spawner):
     # ---- start -------------------------------------------------------------------------------
 
     async def start(self):
-        if self.profile is None:
-            await self.apply_options(self.user_options or {})
-        self._events = []
         self._starting = True
-        st = self.server_state = ServerState(
-            provider=self.provider, start_id=uuid.uuid4().hex[:12], profile=self.profile.slug,
-            started_at=time.time(),
-        )
         try:
+            if self.profile is None:
+                await self.apply_options(self.user_options or {})
+            st = self.server_state = ServerState(
+                provider=self.provider, start_id=uuid.uuid4().hex[:12], profile=self.profile.slug,
+                started_at=time.time(),
+            )
             await self.persist_state()  # the start id first: a sweep never takes this VM for an orphan
             return await self._start(st)
         except asyncio.CancelledError:
             self.log.warning("Spawn of %s cancelled: cleaning up", self._log_name)
             await asyncio.shield(self._cleanup())
+            self._events = []
             raise
         except Exception as e:
             error = self._spawn_error(e)
             self.log.error("Spawn of %s failed: %s", self._log_name, error.log_message)
             await asyncio.shield(self._cleanup())
+            self._events = []  # the next spawn's progress starts empty
             raise error from None
         finally:
             self._starting = False
@@ -438,6 +441,7 @@ class OpenNebulaSpawner(Spawner):
     async def stop(self, now=False):
         await self._cleanup()
         self.clear_state()
+        self._events = []  # the next spawn's progress starts empty
 
     async def _cleanup(self) -> None:
         """Stop the server, close tunnels, give the machine back; from any partial state."""

@@ -59,6 +59,25 @@ def hub(cloud, vm_python_env, nethosts, tmp_path_factory):
     h.stop()
 
 
+@pytest.fixture(autouse=True)
+def no_leftovers_for_the_next_test(request, cloud):
+    """A failing test fails alone: what it left running is cleaned before the next one starts.
+    (Each test still asserts itself that it left no VM behind.)"""
+    yield
+    if not live_vms(cloud):
+        return
+    if "hub" in request.fixturenames:
+        hub = request.getfixturevalue("hub")
+        if hub.proc and hub.proc.poll() is None:
+            for user in hub.api("GET", "/users").json():
+                for name in user.get("servers") or {}:
+                    hub.api("DELETE", f"/users/{user['name']}/servers/{name}" if name
+                            else f"/users/{user['name']}/server")
+            wait_no_live_vms(cloud, timeout=30)
+    for vm in live_vms(cloud):  # as the cloud's admin would
+        cloud._rpc_vm_action(vm.owner, "terminate-hard", vm.id)
+
+
 def live_vms(cloud):
     return [vm for vm in cloud.vms.values() if vm.state != 6]
 

@@ -107,3 +107,30 @@ def test_bootstrap_failure_is_a_readable_sentence_and_the_token_file_is_private(
 
 def test_loader_in_argv_holds_no_secret():
     assert "token" not in LOADER.lower() and len(LOADER) < 200
+
+
+def test_progress_stays_open_while_the_spawn_is_pending_before_start_runs():
+    """The hub may open the progress stream before start() (apply_user_options comes first)."""
+    from spawner import OpenNebulaSpawner
+
+    async def scenario():
+        sp = OpenNebulaSpawner(provider="local")
+        sp._spawn_pending = True  # what the hub sets when a spawn is requested
+        seen = []
+
+        async def read():
+            async for event in sp.progress():
+                seen.append(event["message"])
+
+        reader = asyncio.ensure_future(read())
+        await asyncio.sleep(0.2)
+        assert not reader.done(), "progress ended before the spawn started"
+        sp._starting = True
+        sp.report(40, "Using the hub's own machine")
+        await asyncio.sleep(0.1)
+        sp._starting = False
+        sp._spawn_pending = False
+        await asyncio.wait_for(reader, 5)
+        return seen
+
+    assert asyncio.run(scenario()) == ["Using the hub's own machine"]

@@ -363,13 +363,10 @@ class OpenNebulaSpawner(Spawner):
             return self._session
         if self._session is not None:
             await self._session.close()
-        known = self.known_hosts_file or None
-        if wait:
-            conns = await wait_for_ssh(self._target(st), st.host_keys,
-                                       deadline_seconds=self.ssh_timeout, known_hosts_file=known)
-        else:
-            conns = await wait_for_ssh(self._target(st), st.host_keys, deadline_seconds=10,
-                                       known_hosts_file=known)
+        # A new machine may take ssh_timeout to accept logins; a known one answers at once or not.
+        conns = await wait_for_ssh(self._target(st), st.host_keys,
+                                   deadline_seconds=self.ssh_timeout if wait else 10,
+                                   known_hosts_file=self.known_hosts_file or None)
         self._session = HostSession(conns)
         await self.persist_state()  # newly pinned host keys
         return self._session

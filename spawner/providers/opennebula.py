@@ -98,10 +98,12 @@ class OpenNebulaProvider(HostProvider):
 
     @property
     def client(self) -> OpenNebulaClient:
-        # One client (and one thread pool) per endpoint and account for the whole hub.
-        key = (self.endpoint, self._session(), self.api_timeout)
+        # One client (and one thread pool) per endpoint and account for the whole hub; the
+        # credentials are read once, not on every call.
+        key = (self.endpoint, self.auth_env, self.auth_file, self.api_timeout)
         if key not in _CLIENTS:
-            _CLIENTS[key] = OpenNebulaClient(self.endpoint, key[1], timeout=self.api_timeout)
+            _CLIENTS[key] = OpenNebulaClient(self.endpoint, self._session(),
+                                             timeout=self.api_timeout)
         return _CLIENTS[key]
 
     def _session(self) -> str:

@@ -22,7 +22,7 @@ from panel_apps import render
 from panel_apps.config import PlotAppConfig
 from panel_apps.dataset import DataSource
 from panel_apps.export import view_png, write_notebook
-from panel_apps.expressions import FormulaError, parse
+from panel_apps.expressions import FormulaError
 from panel_apps.loaders import LoadError
 from panel_apps.paths import AllowedRoots, PathRefused
 from panel_apps.spec import PlotSpec
@@ -209,12 +209,7 @@ class PlotApp(param.Parameterized):
     def _apply_renames(self) -> None:
         fields = self.rename_box.objects[0].objects if self.rename_box.objects else []
         renames = {w.label: w.value.strip() for w in fields if w.value.strip() and w.value.strip() != w.label}
-        new_names = [renames.get(w.label, w.label) for w in fields]
-        if len(set(new_names)) != len(new_names):
-            raise ValueError("Two columns would have the same name; choose different names.")
-        for name in renames.values():
-            if not name.isidentifier():
-                raise ValueError(f"'{name}' cannot be a column name: use letters, digits and '_' (used in formulas).")
+        self.spec.check(self.source.file_columns(), rename=renames)  # the rules saved files obey too
         self.spec.rename = renames
         self._offer_columns()
 
@@ -310,10 +305,9 @@ class PlotApp(param.Parameterized):
     # ----------------------------------------------------------------- derived columns and filters
     def _add_derived(self) -> None:
         name, formula = self.derived_name.value.strip(), self.derived_formula.value.strip()
-        if not name.isidentifier():
-            raise ValueError("Give the new column a name made of letters, digits and '_'.")
-        parse(formula, self.source.available_columns(self.spec))  # readable error before anything runs
-        self.spec.derived = {**self.spec.derived, name: formula}
+        derived = {**self.spec.derived, name: formula}
+        self.spec.check(self.source.file_columns(), derived=derived)  # readable error before anything runs
+        self.spec.derived = derived
         self._offer_columns()
         self._describe_extras()
 
@@ -321,7 +315,9 @@ class PlotApp(param.Parameterized):
         lo, hi = (self._number(w.value) for w in (self.filter_min, self.filter_max))
         if lo is None and hi is None:
             raise ValueError("Give a minimum, a maximum or both for the filter.")
-        self.spec.filters = [*self.spec.filters, {"column": self.filter_column.value, "min": lo, "max": hi}]
+        filters = [*self.spec.filters, {"column": self.filter_column.value, "min": lo, "max": hi}]
+        self.spec.check(self.source.file_columns(), filters=filters)
+        self.spec.filters = filters
         self._describe_extras()
 
     @staticmethod
@@ -366,7 +362,8 @@ class PlotApp(param.Parameterized):
 
     def _write_notebook(self) -> None:
         target = write_notebook(self.spec, self.source.path, self.source.format, self.source.options,
-                                list(self.source.preview.frame.columns), Path(self.config.home), self.mode)
+                                list(self.source.preview.frame.columns), Path(self.config.home), self.mode,
+                                numeric=self.source.numeric_columns)
         rel = target.relative_to(Path(self.config.home)) if target.is_relative_to(Path(self.config.home)) else target
         self.status = (f"Notebook written to ~/{rel}. Open it in JupyterLab: "
                        f"[{rel}](../lab/tree/{rel}) (opens in a new tab).")
@@ -384,6 +381,8 @@ class PlotApp(param.Parameterized):
         try:
             if self._guard(self._open, path, saved.reader) is None and self.error.visible:
                 return
+            if self._guard(saved.check, self.source.file_columns()) is None:
+                return  # the saved choices do not fit this file (the error says which)
             await self._prepare_source()
             values = saved.to_dict()
             self._guard(self.spec.update_from_dict, {k: v for k, v in values.items() if k not in ("x", "y", "color_by")})

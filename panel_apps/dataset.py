@@ -14,6 +14,7 @@ import pandas as pd
 from . import expressions
 from .ingest import ensure_parquet
 from .loaders import LoadError, Preview, TextOptions, preview, read_columns
+from .spec import FileColumns
 
 
 class DataSource:
@@ -61,24 +62,27 @@ class DataSource:
                 self._columns[n] = frame[n].to_numpy()
         return {n: self._columns[n] for n in names}
 
+    def file_columns(self) -> FileColumns:
+        """All columns of the file and the numeric ones, for the configuration rules."""
+        return FileColumns(tuple(self.preview.frame.columns), tuple(self.numeric_columns))
+
     def table(self, spec) -> pd.DataFrame:
-        """The rows and columns ``spec`` plots: renamed, derived columns added, filters applied."""
-        renamed = {orig: new for orig, new in spec.rename.items() if new and new != orig}
-        original_of = {new: orig for orig, new in renamed.items()}
-        available = [renamed.get(c, c) for c in self.preview.frame.columns]
+        """The rows and columns ``spec`` plots: renamed, derived columns added, filters applied.
+
+        The spec is checked against this file first, with the rules the app's buttons use.
+        """
+        file_columns = self.file_columns()
+        spec.check(file_columns)
+        finals = {c: spec.rename.get(c) or c for c in file_columns.names}
+        original_of = {new: orig for orig, new in finals.items()}
         wanted = spec.used_columns()
-        needed: list[str] = []
-        for name in wanted:
-            if name in spec.derived:
-                needed += expressions.referenced_columns(spec.derived[name], available)
-            elif name in available:
-                needed.append(name)
-            else:
-                raise LoadError(f"There is no column '{name}' in this file.")
-        data = self.columns([original_of.get(n, n) for n in dict.fromkeys(needed)])
-        frame = pd.DataFrame({renamed.get(k, k): v for k, v in data.items()}, copy=False)
-        for name, formula in spec.derived.items():
-            if name in wanted:
+        from_file, derived = self._needed(spec, list(finals.values()), wanted)
+        data = self.columns([original_of[n] for n in from_file])
+        frame = pd.DataFrame({finals[k]: v for k, v in data.items()}, copy=False)
+        if not data:  # only formulas of constants: the table still has one row per file row
+            frame = pd.DataFrame(index=pd.RangeIndex(self.total_rows or 0))
+        for name, formula in spec.derived.items():  # in order: a formula sees the columns before it
+            if name in derived:
                 frame[name] = expressions.evaluate(formula, frame)
         for col in wanted:
             if not pd.api.types.is_numeric_dtype(frame[col]):
@@ -94,7 +98,29 @@ class DataSource:
             frame = frame[mask]
         return frame[[c for c in wanted if c in frame]] if wanted else frame
 
+    @staticmethod
+    def _needed(spec, file_names: list[str], wanted: list[str]) -> tuple[list[str], set[str]]:
+        """File columns to read and derived columns to compute for ``wanted`` (formulas may chain)."""
+        order = list(spec.derived)
+        from_file: dict[str, None] = {}
+        derived: set[str] = set()
+
+        def need(name: str) -> None:
+            if name in spec.derived:
+                if name not in derived:
+                    derived.add(name)
+                    earlier = file_names + order[:order.index(name)]
+                    for ref in expressions.referenced_columns(spec.derived[name], earlier):
+                        need(ref)
+            elif name in file_names:
+                from_file[name] = None
+            else:
+                raise LoadError(f"There is no column '{name}' in this file.")
+
+        for name in wanted:
+            need(name)
+        return list(from_file), derived
+
     def available_columns(self, spec) -> list[str]:
         """Numeric columns after renames, plus derived ones: what the column selectors offer."""
-        renamed = [spec.rename.get(c) or c for c in self.numeric_columns]
-        return renamed + [d for d in spec.derived if d not in renamed]
+        return spec.available_columns(self.file_columns())

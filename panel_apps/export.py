@@ -19,6 +19,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from . import expressions
+from .spec import FileColumns, check_reader
 from .render import aggregate, data_range, shade_image
 
 
@@ -61,8 +62,17 @@ def _histogram_image(frame: pd.DataFrame, spec, x_range=None) -> Image.Image:
 
 
 def notebook_source(spec, data_path: Path, fmt: str, options: dict, columns: list[str],
-                    mode: str = "standard") -> list[tuple[str, str]]:
-    """The notebook as a list of (cell type, source) pairs; ``mode`` is the mode the app drew in."""
+                    mode: str = "standard", numeric: list[str] | None = None) -> list[tuple[str, str]]:
+    """The notebook as a list of (cell type, source) pairs; ``mode`` is the mode the app drew in.
+
+    ``columns`` are the file's columns, ``numeric`` those holding numbers (default: all). The spec
+    and reader options are checked with the app's rules first; every value the student chose then
+    enters the code through ``repr()`` (or, for formulas, is rebuilt from the checked tree), and
+    no comment quotes what they typed, so no input can end a string or a line of code.
+    """
+    file_columns = FileColumns(tuple(columns), tuple(columns if numeric is None else numeric))
+    spec.check(file_columns)
+    check_reader(options)
     cells = [("markdown", f"# {spec.title or 'Plot of ' + Path(data_path).name}\n\n"
               f"Made with the NebulaHub plot app on {datetime.now():%Y-%m-%d %H:%M}. Run all cells to "
               "reproduce the plot; edit the code to go further.")]
@@ -74,8 +84,7 @@ def notebook_source(spec, data_path: Path, fmt: str, options: dict, columns: lis
         cells.append(("code", f"df = df.rename(columns={renames!r})"))
     available = [renames.get(c, c) for c in columns]
     for name, formula in spec.derived.items():
-        cells.append(("code", f"# derived column: {name} = {formula}\n"
-                              f"df[{name!r}] = {expressions.to_numpy_source(formula, available)}"))
+        cells.append(("code", f"df[{name!r}] = {expressions.to_numpy_source(formula, available)}"))
         available.append(name)
     if spec.filters:
         parts = []
@@ -93,20 +102,20 @@ def notebook_source(spec, data_path: Path, fmt: str, options: dict, columns: lis
 def _load_code(path: Path, fmt: str, options: dict) -> str:
     if fmt == "text":
         sep = r"\s+" if options.get("delimiter") is None else options["delimiter"]
-        args = [repr(str(path)), f"sep={sep!r}", f"header={0 if options.get('header') else None}"]
+        args = [repr(str(path)), f"sep={sep!r}", f"header={0 if options.get('header') else None!r}"]
         if options.get("comment"):
             args.append(f"comment={options['comment']!r}")
         if options.get("skiprows"):
-            args.append(f"skiprows={options['skiprows']}")
+            args.append(f"skiprows={int(options['skiprows'])!r}")
         if options.get("names"):
-            args.append(f"names={list(options['names'])!r}")
+            args.append(f"names={[str(n) for n in options['names']]!r}")
         return "df = pd.read_csv(" + ", ".join(args) + ")\ndf.head()"
     if fmt == "parquet":
         return f"df = pd.read_parquet({str(path)!r})\ndf.head()"
     if fmt == "hdf5":
         return ("from panel_apps.loaders import read_hdf5  # pandas stores, 1-D datasets or 2-D arrays\n"
-                f"df = read_hdf5({str(path)!r}, {options['dataset']!r}, None)\ndf.head()")
-    return (f"import uproot\ntree = uproot.open({str(path)!r})[{options['tree']!r}]\n"
+                f"df = read_hdf5({str(path)!r}, {str(options['dataset'])!r}, None)\ndf.head()")
+    return (f"import uproot\ntree = uproot.open({str(path)!r})[{str(options['tree'])!r}]\n"
             "df = tree.arrays(library='pd')\ndf.head()")
 
 
@@ -152,9 +161,9 @@ def _kw(style: dict) -> str:
 
 
 def write_notebook(spec, data_path: Path, fmt: str, options: dict, columns: list[str], home: Path,
-                   mode: str) -> Path:
+                   mode: str, numeric: list[str] | None = None) -> Path:
     """Write the reproducing notebook under ``home/nebulahub-plots/`` (never overwriting); returns its path."""
-    cells = notebook_source(spec, data_path, fmt, options, columns, mode)
+    cells = notebook_source(spec, data_path, fmt, options, columns, mode, numeric)
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell(src) if kind == "markdown" else nbformat.v4.new_code_cell(src)
                 for kind, src in cells]

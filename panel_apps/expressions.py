@@ -9,6 +9,7 @@ The same checked tree is rendered back to numpy source for "Open as notebook".
 from __future__ import annotations
 
 import ast
+import math
 import operator
 from typing import Callable, Mapping
 
@@ -38,37 +39,50 @@ class FormulaError(ValueError):
     """The formula cannot be used; the message says why, in words a student understands."""
 
 
-def parse(formula: str, columns) -> ast.expr:
-    """Parse and check ``formula`` against the available ``columns``; returns the expression tree."""
+def parse(formula: str, columns=None, text_columns=()) -> ast.expr:
+    """Parse and check ``formula`` against the available ``columns``; returns the expression tree.
+
+    ``columns`` None accepts any name (a saved configuration checked before its file is known);
+    ``text_columns`` are columns holding text, named in the message when a formula uses one.
+    A column whose name is also a constant (``e``, ``pi``) is the column.
+    """
     text = (formula or "").strip()
     if not text:
         raise FormulaError("The formula is empty.")
     if len(text) > MAX_LENGTH:
         raise FormulaError(f"The formula is longer than {MAX_LENGTH} characters.")
+    if not text.isprintable() or "#" in text:  # what a one-line text box can hold, and no comments
+        raise FormulaError("The formula must be one line of arithmetic, without line breaks or '#' comments.")
     try:
         tree = ast.parse(text, mode="eval").body
     except SyntaxError as exc:
         raise FormulaError(f"The formula is not valid: {exc.msg} (at character {exc.offset}).") from None
-    _check(tree, set(columns))
+    _check(tree, None if columns is None else set(columns), set(text_columns))
     return tree
 
 
-def _check(node: ast.AST, columns: set[str]) -> None:
+def _check(node: ast.AST, columns: set[str] | None, text: set[str]) -> None:
     if isinstance(node, ast.Constant):
         if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
             raise FormulaError(f"Only numbers can be used as constants, not {node.value!r}.")
+        try:
+            float(node.value)
+        except OverflowError:
+            raise FormulaError(f"The number {node.value} is too large for a 64-bit number.") from None
     elif isinstance(node, ast.Name):
-        if node.id not in columns and node.id not in CONSTANTS:
+        if node.id in text:
+            raise FormulaError(f"Column '{node.id}' holds text, not numbers; formulas can only use number columns.")
+        if columns is not None and node.id not in columns and node.id not in CONSTANTS:
             hint = " (functions must be called, e.g. sqrt(x))" if node.id in FUNCTIONS else ""
             raise FormulaError(f"Unknown column '{node.id}'{hint}. Columns: {', '.join(sorted(columns))}.")
     elif isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
-        _check(node.left, columns)
-        _check(node.right, columns)
+        _check(node.left, columns, text)
+        _check(node.right, columns, text)
     elif isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-        _check(node.operand, columns)
+        _check(node.operand, columns, text)
     elif isinstance(node, ast.Compare) and all(type(op) in _COMPARE for op in node.ops):
         for child in [node.left, *node.comparators]:
-            _check(child, columns)
+            _check(child, columns, text)
     elif isinstance(node, ast.Call):
         if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
             name = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
@@ -78,7 +92,7 @@ def _check(node: ast.AST, columns: set[str]) -> None:
         for arg in node.args:
             if isinstance(arg, ast.Starred):
                 raise FormulaError("'*' arguments are not allowed.")
-            _check(arg, columns)
+            _check(arg, columns, text)
     elif isinstance(node, ast.Attribute):
         raise FormulaError("Attribute access (a.b) is not allowed in formulas.")
     else:
@@ -95,7 +109,7 @@ def evaluate(formula: str, frame: Mapping) -> np.ndarray:
             result = _eval(tree, frame)
         except (TypeError, ValueError) as exc:
             raise FormulaError(f"The formula cannot be computed: {exc}") from None
-    n = len(frame[columns[0]]) if columns else 1
+    n = len(frame) if hasattr(frame, "index") else (len(frame[columns[0]]) if columns else 1)
     return np.broadcast_to(np.asarray(result, dtype=float), (n,)).copy() if np.ndim(result) == 0 else np.asarray(result)
 
 
@@ -123,27 +137,49 @@ def _eval(node: ast.AST, frame: Mapping):
 
 
 def to_numpy_source(formula: str, columns, frame_name: str = "df") -> str:
-    """Python source computing ``formula`` with numpy on ``frame_name``, for exported notebooks."""
-    return _source(parse(formula, columns), frame_name)
+    """Python source computing ``formula`` with numpy on ``frame_name``, for exported notebooks.
+
+    Built from the checked tree, never from the formula's text, so nothing typed can leave an
+    expression. Numbers are written as floats, as the app computes them; a part made of numbers
+    only is computed with ``np.float64`` there too, so it overflows to inf like in the app instead
+    of building a huge Python integer. Names that are columns read the column, others are constants.
+    """
+    return _source(parse(formula, columns), frame_name, set(columns))
 
 
-def _source(node: ast.AST, df: str) -> str:
-    if isinstance(node, ast.Constant):
-        return repr(node.value)
+def _source(node: ast.AST, df: str, columns: set[str], numbers_only: bool = False) -> str:
+    if isinstance(node, ast.Constant) or _is_signed_number(node):
+        number = float(ast.literal_eval(node))
+        value = repr(number) if math.isfinite(number) else ("np.inf" if number > 0 else "-np.inf")
+        return f"np.float64({value})" if numbers_only else value
     if isinstance(node, ast.Name):
-        return f"np.{node.id}" if node.id in CONSTANTS else f"{df}[{node.id!r}]"
+        if node.id in columns:
+            return f"{df}[{node.id!r}]"
+        return f"np.float64(np.{node.id})" if numbers_only else f"np.{node.id}"
+    inner = numbers_only or not _reads_columns(node, columns)
     if isinstance(node, ast.BinOp):
-        return f"({_source(node.left, df)} {_SYMBOL[type(node.op)]} {_source(node.right, df)})"
+        return (f"({_source(node.left, df, columns, inner)} {_SYMBOL[type(node.op)]} "
+                f"{_source(node.right, df, columns, inner)})")
     if isinstance(node, ast.UnaryOp):
-        return f"({_SYMBOL[type(node.op)]}{_source(node.operand, df)})"
+        return f"({_SYMBOL[type(node.op)]}{_source(node.operand, df, columns, inner)})"
     if isinstance(node, ast.Compare):
         operands = [node.left, *node.comparators]  # chained a<b<c becomes (a<b) & (b<c)
-        parts = [f"({_source(a, df)} {_SYMBOL[type(op)]} {_source(b, df)})"
+        parts = [f"({_source(a, df, columns, inner)} {_SYMBOL[type(op)]} {_source(b, df, columns, inner)})"
                  for a, op, b in zip(operands, node.ops, operands[1:])]
         return parts[0] if len(parts) == 1 else "(" + " & ".join(parts) + ")"
     if isinstance(node, ast.Call):
-        return f"np.{node.func.id}(" + ", ".join(_source(a, df) for a in node.args) + ")"
+        return f"np.{node.func.id}(" + ", ".join(_source(a, df, columns, inner) for a in node.args) + ")"
     raise FormulaError("Internal error: unchecked formula node.")
+
+
+def _is_signed_number(node: ast.AST) -> bool:
+    """``-2`` or ``+2``: written as one literal (a sign cannot overflow)."""
+    return isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)) \
+        and isinstance(node.operand, ast.Constant)
+
+
+def _reads_columns(node: ast.AST, columns: set[str]) -> bool:
+    return any(isinstance(n, ast.Name) and n.id in columns for n in ast.walk(node))
 
 
 def referenced_columns(formula: str, columns) -> list[str]:

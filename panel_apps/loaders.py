@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 SNIFF_BYTES = 256 * 1024
+TEXT_DELIMITERS = (None, "\t", ",", ";", "|")  # None: runs of whitespace; what sniffing and the app choose
 COMMENT_CHARS = ("#", "%", "!", "//")
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*([eEdD][+-]?\d+)?|\.\d+([eEdD][+-]?\d+)?|nan|NaN|inf|-inf|Inf)$")
 
@@ -154,7 +155,7 @@ def sniff_text(path: Path) -> TextOptions:
 
 
 def _guess_delimiter(lines: list[str]) -> str | None:
-    for delim in ("\t", ",", ";", "|"):
+    for delim in TEXT_DELIMITERS[1:]:
         counts = {line.count(delim) for line in lines}
         if len(counts) == 1 and counts != {0}:
             return delim

@@ -149,3 +149,36 @@ def test_hdf5_table_choice_is_offered(app, tmp_path):
     assert app.source.total_rows == 4
     _plot(app, "good.txt")  # a text file after an HDF5 one: sniffed again, not given the table choice
     assert app.spec.x == "t"
+
+
+def test_the_buttons_and_a_saved_configuration_follow_the_same_rules(app):
+    import json
+
+    from panel_apps.spec import PlotSpec
+    _plot(app, "good.txt")
+    typed_in, saved = [], []
+    for widgets, config in [({"derived_name": "r 2", "derived_formula": "t"}, {"derived": {"r 2": "t"}}),
+                            ({"derived_name": "r", "derived_formula": "t # x"}, {"derived": {"r": "t # x"}}),
+                            ({"filter_column": "t", "filter_min": "inf"},
+                             {"filters": [{"column": "t", "min": float("inf"), "max": None}]})]:
+        for name, value in widgets.items():
+            getattr(app, name).value = value
+        with pytest.raises(ValueError) as typed:
+            (app._add_derived if "derived_name" in widgets else app._add_filter)()
+        with pytest.raises(ValueError) as loaded:
+            PlotSpec.from_json(json.dumps({"version": 1, **config}))
+        typed_in.append(str(typed.value))
+        saved.append(str(loaded.value))
+    assert all(t in s for t, s in zip(typed_in, saved)), (typed_in, saved)
+    assert app.spec.derived == {} and app.spec.filters == []
+
+
+def test_a_saved_configuration_that_does_not_fit_the_file_is_refused_with_the_field(app, tmp_path):
+    import json
+    from types import SimpleNamespace
+    config = {"version": 1, "root": str(tmp_path), "path": "good.txt", "reader": {}, "kind": "scatter",
+              "x": "t", "y": "energy"}
+    asyncio.run(app._load_config(SimpleNamespace(new=json.dumps(config).encode())))
+    assert app.error.visible and "no column 'energy'" in app.error.object
+    _plot(app, "good.txt")  # still usable
+    assert not app.error.visible

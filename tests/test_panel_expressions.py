@@ -52,8 +52,22 @@ def test_anything_else_is_refused_with_a_reason(formula, message):
 
 def test_formula_turns_into_numpy_code_for_the_notebook():
     src = to_numpy_source("sqrt(q1**2 + q2**2) * pi", ["q1", "q2"])
-    assert src == "(np.sqrt(((df['q1'] ** 2) + (df['q2'] ** 2))) * np.pi)"
-    assert to_numpy_source("0 < q1 < 1", ["q1"]) == "((0 < df['q1']) & (df['q1'] < 1))"
+    assert src == "(np.sqrt(((df['q1'] ** 2.0) + (df['q2'] ** 2.0))) * np.pi)"  # numbers as the app computes them
+    assert to_numpy_source("0 < q1 < 1", ["q1"]) == "((0.0 < df['q1']) & (df['q1'] < 1.0))"
+    assert to_numpy_source("q1 * -2", ["q1"]) == "(df['q1'] * -2.0)"
+
+
+def test_a_column_named_like_a_constant_is_the_column_in_the_app_and_in_the_notebook():
+    frame = pd.DataFrame({"e": [1.0, 2.0], "pi": [10.0, 20.0]})
+    assert evaluate("e + pi", frame).tolist() == [11.0, 22.0]
+    assert to_numpy_source("e + pi", ["e", "pi"]) == "(df['e'] + df['pi'])"
+    assert to_numpy_source("e + pi", ["pi"]) == "(np.e + df['pi'])"
+
+
+def test_a_formula_is_one_line_without_comments():
+    for formula in ("(q1 # ignore the rest\n)", "(q1\n+ 1)"):
+        with pytest.raises(FormulaError, match="one line"):
+            evaluate(formula, FRAME)
 
 
 def test_referenced_columns():

@@ -16,9 +16,12 @@ from .state import JumpHost
 if TYPE_CHECKING:  # pragma: no cover
     from .spawner import OpenNebulaSpawner
 
-HOST_RE = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?$")
-USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
-FIELDS = {"profile", "resource_host", "resource_user", "resource_port", "resource_jump"}
+# fullmatch, never match + "$" (which accepts a trailing newline)
+HOST_RE = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
+USER_RE = re.compile(r"[a-z_][a-z0-9_.-]{0,31}")
+FIELDS = {"profile", "resource_host", "resource_user", "resource_port", "resource_jump",
+          "resource_trust_new_host_key"}
+YES = {"yes", "on", "true", "1"}
 
 
 def _bad(field: str, message: str) -> web.HTTPError:
@@ -49,11 +52,11 @@ def validate_options(options: dict, spawner: "OpenNebulaSpawner") -> dict:
         if not getattr(provider, "allow_user_resources", False):
             raise _bad("resource_host", "this hub does not serve on users' own machines")
         host = str(options["resource_host"])
-        if not HOST_RE.match(host):
+        if not HOST_RE.fullmatch(host):
             raise _bad("resource_host", f"{host!r} is not a host name or IP address")
         out["resource_host"] = host
         user = str(options.get("resource_user") or "")
-        if user and not USER_RE.match(user):
+        if user and not USER_RE.fullmatch(user):
             raise _bad("resource_user", f"{user!r} is not a valid login name")
         if user:
             out["resource_user"] = user
@@ -66,19 +69,50 @@ def validate_options(options: dict, spawner: "OpenNebulaSpawner") -> dict:
             raise _bad("resource_port", "must be between 1 and 65535")
         out["resource_port"] = port
         jump = str(options.get("resource_jump") or "")
+        if jump and any(ch.isspace() for ch in jump):
+            raise _bad("resource_jump", f"{jump!r} is not of the form user@host[:port]")
         if jump:
             try:
                 parsed = JumpHost.parse(jump, user or spawner.user.name)
             except ValueError as e:
                 raise _bad("resource_jump", str(e)) from None
-            if not HOST_RE.match(parsed.host) or not USER_RE.match(parsed.username):
+            if not HOST_RE.fullmatch(parsed.host) or not USER_RE.fullmatch(parsed.username):
                 raise _bad("resource_jump", f"{jump!r} is not of the form user@host[:port]")
             out["resource_jump"] = jump
+        trust = options.get("resource_trust_new_host_key")
+        if trust not in (None, "", False):
+            if str(trust).lower() not in YES | {"no", "off", "false", "0"}:
+                raise _bad("resource_trust_new_host_key", "must be yes or no")
+            if str(trust).lower() in YES:
+                out["resource_trust_new_host_key"] = True
     else:
-        for field in ("resource_user", "resource_port", "resource_jump"):
+        for field in ("resource_user", "resource_port", "resource_jump",
+                      "resource_trust_new_host_key"):
             if options.get(field):
                 raise _bad(field, "only used together with resource_host")
     return out
+
+
+async def check_user_hosts(options: dict, spawner: "OpenNebulaSpawner") -> None:
+    """HTTP 400 naming the field if the hub would connect to a refused address (its own
+    machine, loopback, link-local/metadata, or outside the admin's networks)."""
+    from .netguard import HostRefused
+
+    host = options.get("resource_host")
+    if not host:
+        return
+    provider = spawner.host_provider
+    if options.get("resource_jump"):
+        jump = JumpHost.parse(options["resource_jump"], "x")
+        field, host, port = "resource_jump", jump.host, jump.port
+    else:
+        field, port = "resource_host", options.get("resource_port", 22)
+    try:
+        if provider.literal_address_checked(host, field):
+            return  # an address needs no lookup: answered at once, before the spawn starts
+        await provider.checked_address(host, port, field)
+    except HostRefused as e:
+        raise _bad(e.field, str(e).split(": ", 1)[1]) from None
 
 
 async def render_form(spawner: "OpenNebulaSpawner") -> str:
@@ -115,7 +149,10 @@ async def render_form(spawner: "OpenNebulaSpawner") -> str:
             '<input class="form-control mb-1" name="resource_user" placeholder="login name">'
             '<input class="form-control mb-1" name="resource_port" placeholder="port (22)">'
             '<input class="form-control mb-1" name="resource_jump" '
-            'placeholder="jump host user@host[:port] (optional)"></details>'
+            'placeholder="jump host user@host[:port] (optional)">'
+            '<label class="form-check"><input class="form-check-input" type="checkbox" '
+            'name="resource_trust_new_host_key" value="yes"> Trust its new host key (only if '
+            "you reinstalled the machine or changed its key yourself)</label></details>"
         )
     parts.append("</div>")
     return "".join(parts)

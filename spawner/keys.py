@@ -1,10 +1,16 @@
-"""SSH key material: per-spawn key pairs, and the per-user pairs used on users' own resources."""
+"""SSH key material: per-spawn key pairs, and the per-user pairs used on users' own resources.
+
+Private halves are sealed with the hub's crypt key (:mod:`spawner.secretbox`) wherever they are
+stored: in the spawner state (per-spawn keys) and in the per-user key files.
+"""
 from __future__ import annotations
 
 import base64
 import os
 
 import asyncssh
+
+from .secretbox import SecretBox
 
 
 def new_spawn_key() -> tuple[str, str]:
@@ -15,25 +21,44 @@ def new_spawn_key() -> tuple[str, str]:
 
 
 class UserKeyStore:
-    """One ed25519 pair per user in a hub-private directory (files 0600, directory 0700)."""
+    """One ed25519 pair per user in a hub-private directory (files 0600, directory 0700), the
+    private half sealed with the hub's crypt key."""
 
-    def __init__(self, directory: str):
+    def __init__(self, directory: str, box: SecretBox):
         self.directory = os.path.abspath(directory)
+        self.box = box
 
     def _path(self, username: str) -> str:
         # user names may hold '@', '.', unicode: a reversible, filesystem-safe name
         safe = base64.urlsafe_b64encode(username.encode()).decode().rstrip("=")
         return os.path.join(self.directory, f"{safe}.key")
 
+    def _write(self, path: str, private_text: str, *, replace: bool) -> None:
+        os.makedirs(self.directory, mode=0o700, exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(self.box.seal(private_text))
+        if replace:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # never overwrite a key another spawn made meanwhile
+            except FileExistsError:
+                pass
+            os.unlink(tmp)
+
     def private_key(self, username: str) -> asyncssh.SSHKey:
         path = self._path(username)
         if not os.path.exists(path):
-            os.makedirs(self.directory, mode=0o700, exist_ok=True)
             key = asyncssh.generate_private_key("ssh-ed25519", comment=f"nebulahub-{username}")
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(key.export_private_key("openssh"))
-        return asyncssh.read_private_key(path)
+            self._write(path, key.export_private_key("openssh").decode(), replace=False)
+        with open(path) as f:
+            stored = f.read()
+        if stored.startswith("-----BEGIN"):  # written in clear by an earlier release: seal it
+            self._write(path, stored, replace=True)
+            return asyncssh.import_private_key(stored)
+        return asyncssh.import_private_key(self.box.open(stored))
 
     def public_line(self, username: str) -> str:
         return self.private_key(username).export_public_key("openssh").decode().strip()

@@ -18,7 +18,11 @@ log = logging.getLogger(__name__)
 
 
 class HostKeyChanged(Exception):
-    """The host presented a key other than the pinned one."""
+    """The host presented a key other than the pinned one; ``target`` is the hop that did."""
+
+    def __init__(self, message: str, target: "SshTarget"):
+        super().__init__(message)
+        self.target = target
 
 
 class SshUnreachable(Exception):
@@ -34,6 +38,16 @@ class SshTarget:
     port: int = 22
     client_keys: list = field(default_factory=list, repr=False)
     jump: "SshTarget | None" = None
+    # where its host key is kept beyond one server: a HostKeyStore scope, or None (state only)
+    trust_scope: str | None = None
+
+    def hops(self) -> list["SshTarget"]:
+        """The hops in connection order: outermost jump host first, this target last."""
+        out, t = [], self
+        while t is not None:
+            out.insert(0, t)
+            t = t.jump
+        return out
 
     @property
     def key_id(self) -> str:
@@ -66,7 +80,7 @@ async def _connect_hop(target, pinned, known_hosts_file, tunnel, timeout):
         raise HostKeyChanged(
             f"The SSH host key of {target.host} is not the one recorded at first contact, so the "
             "hub refuses to connect (the machine was replaced or someone is intercepting the "
-            f"connection). Ask your admin. ({e.reason})"
+            f"connection). ({e.reason})", target
         ) from None
     if target.key_id not in pinned:
         pinned[target.key_id] = public_key_line(conn.get_server_host_key())
@@ -83,11 +97,7 @@ async def connect(
     ``pinned`` (``"host:port" -> key line``) is read for strict checking and updated in place with
     keys seen at first contact.
     """
-    hops = []
-    t = target
-    while t is not None:
-        hops.insert(0, t)
-        t = t.jump
+    hops = target.hops()
     conns: list[asyncssh.SSHClientConnection] = []
     try:
         for hop in hops:

@@ -21,6 +21,8 @@ class JumpHost(BaseModel):
         host, _, port = hostport.partition(":")
         if not host or (port and not port.isdigit()):
             raise ValueError(f"jump host {text!r} is not of the form user@host[:port]")
+        if port and not 1 <= int(port) <= 65535:
+            raise ValueError(f"jump host {text!r}: the port must be between 1 and 65535")
         return cls(host=host, username=user or default_user, port=int(port or 22))
 
 
@@ -33,12 +35,15 @@ class ServerState(BaseModel):
     started_at: float = 0.0
     # the machine
     vm_id: int | None = None
+    own_resource: bool = False  # the user's own SSH machine (named on the spawn form)
     host: str = ""
     port: int = 22
     username: str = ""
     jump: JumpHost | None = None
-    # credentials and trust: the per-spawn client key, and host keys pinned at first contact
-    private_key: str = Field(default="", repr=False)
+    # credentials and trust: the per-spawn client key sealed with the hub's crypt key (never in
+    # clear here: admins read this state through the REST API), and host keys pinned at first
+    # contact
+    sealed_private_key: str = Field(default="", repr=False)
     host_keys: dict[str, str] = Field(default_factory=dict)
     # the server on the machine and the tunnels to it
     workdir: str = ""

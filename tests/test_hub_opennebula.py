@@ -125,6 +125,11 @@ def test_student_gets_a_server_on_a_fresh_vm_and_stop_terminates_it(hub, cloud):
     assert secret not in cloud.all_templates_text()
     assert secret not in hub.log()
     assert "cloud-secret-pw" not in hub.log()
+    # the per-spawn private key: sealed with the hub's crypt key, never in clear in the state
+    # admins read through the REST API, nor in the hub's database file
+    assert "PRIVATE KEY" not in str(state) and "private_key" not in state
+    assert state["sealed_private_key"].startswith("gAAAA")  # a Fernet token
+    assert b"PRIVATE KEY" not in (hub.dir / "hub.sqlite").read_bytes()
     for pid in host.pids():
         try:
             assert secret.encode() not in open(f"/proc/{pid}/cmdline", "rb").read()

@@ -480,9 +480,7 @@ async def test_vm_behind_bastion_and_boot_failure_never_gets_sshd(net):
             info = await wait_phase(c, vm_id, VmPhase.RUNNING)
             host = double.host_of(vm_id)
             async with await _login(bastion, key, bastion.ip) as jump:
-                deadline = time.monotonic() + 10
-                while not host.sshd_running and time.monotonic() < deadline:
-                    await asyncio.sleep(0.05)
+                await asyncio.to_thread(host.wait_accepting, 10)  # the port, not the process
                 async with await _login(host, key, info.ip, tunnel=jump) as conn:
                     assert (await conn.run("hostname")).stdout.strip() == f"vm{vm_id}"
             double.fail_next_boot()

@@ -44,6 +44,7 @@ class SpawnContext:
     options: dict = field(default_factory=dict)
     report: Callable[[int, str], None] = lambda pct, msg: None
     persist: Callable[[], Awaitable[None]] = None  # type: ignore[assignment]
+    python: str = ""  # the interpreter a server on the hub's own machine runs with
 
 
 class HostProvider(LoggingConfigurable):
@@ -70,6 +71,9 @@ class HostProvider(LoggingConfigurable):
     name = "base"
     remote = True
     uses_spawn_key = False  # True when the per-spawn public key is installed on the machine
+    # True when a machine is the same from one server to the next (its SSH host key is pinned
+    # across spawns); False for VMs, whose addresses are reused by other VMs with other keys
+    machines_outlive_servers = False
 
     async def check_capacity(self, spawner: "OpenNebulaSpawner", profile: VmProfile) -> None:
         return None
@@ -87,10 +91,12 @@ class HostProvider(LoggingConfigurable):
         return {}
 
     def client_keys(self, spawner: "OpenNebulaSpawner", state: ServerState) -> list:
-        """Keys the hub logs in with; by default the per-spawn key."""
+        """Keys the hub logs in with; by default the per-spawn key (sealed in the state)."""
         import asyncssh
 
-        return [asyncssh.import_private_key(state.private_key)] if state.private_key else []
+        if not state.sealed_private_key:
+            return []
+        return [asyncssh.import_private_key(spawner.secret_box.open(state.sealed_private_key))]
 
     async def close(self) -> None:
         return None

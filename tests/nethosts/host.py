@@ -43,6 +43,7 @@ class SshHost:
         self.authorized_keys_path = self.dir / "authorized_keys"
         self.log_path = self.dir / "sshd.log"
         self.host_key_line = ""
+        self.extra_users: list[str] = []   # accounts besides the ssh user that may log in
         self._proc: subprocess.Popen | None = None
         self._lock = threading.RLock()
         self._destroyed = False
@@ -60,6 +61,19 @@ class SshHost:
     @property
     def sshd_running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
+
+    def wait_accepting(self, timeout: float = 10.0) -> None:
+        """Wait until sshd's port accepts connections (not just until its process exists: a VM's
+        sshd is started by the double in another thread and listens a moment later)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            proc = self._proc
+            if proc is not None and proc.poll() is None and listening(proc.pid, self.port):
+                return
+            if time.monotonic() > deadline:
+                raise NetHostError(f"sshd of {self.name} did not accept connections on port "
+                                   f"{self.port} within {timeout}s")
+            time.sleep(0.01)
 
     @property
     def sshd_pid(self) -> int | None:
@@ -86,7 +100,18 @@ class SshHost:
     def _write_config(self) -> None:
         self._write(self.config_path, sshd.config_text(
             host_key_path=self.host_key_path, port=self.port,
-            authorized_keys_path=self.authorized_keys_path, user=self.user))
+            authorized_keys_path=self.authorized_keys_path, user=self.user,
+            extra_users=self.extra_users))
+
+    def allow_login(self, *users: str) -> None:
+        """Let these accounts (of the shared /etc/passwd) log in too; sshd restarted if running.
+        The host's authorized_keys file serves every account."""
+        with self._lock:
+            self.extra_users = list(dict.fromkeys([*self.extra_users, *users]))
+            self._write_config()
+            if self.sshd_running:
+                self._stop_locked()
+                self.start_sshd()
 
     def _record(self) -> None:
         """host.json: what a later setup() needs to clean up after a crash."""

@@ -18,8 +18,10 @@ def write_atomic(path: Path, text: str, mode: int = 0o644) -> None:
     os.replace(tmp, path)
 
 
-def config_text(*, host_key_path: Path, port: int, authorized_keys_path: Path, user: str) -> str:
-    """sshd_config: key-only login for ``user``, forwarding allowed, verbose log on stderr."""
+def config_text(*, host_key_path: Path, port: int, authorized_keys_path: Path, user: str,
+                extra_users=()) -> str:
+    """sshd_config: key-only login for ``user`` (and ``extra_users``), forwarding allowed,
+    verbose log on stderr."""
     return "\n".join([
         f"HostKey {host_key_path}",
         "PidFile none",
@@ -32,7 +34,7 @@ def config_text(*, host_key_path: Path, port: int, authorized_keys_path: Path, u
         f"AuthorizedKeysFile {authorized_keys_path}",
         "StrictModes yes",
         "PermitRootLogin no",
-        f"AllowUsers {user}",
+        f"AllowUsers {' '.join([user, *extra_users])}",
         "AllowTcpForwarding yes",
         "AllowStreamLocalForwarding yes",
         "GatewayPorts no",

@@ -39,4 +39,6 @@ bench: setup
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
+	@# the demo's Unix accounts (only those it created), before their registry goes with var/
+	-@[ "$$(id -u)" != 0 ] || [ ! -x $(BIN)/nebulahub ] || $(BIN)/nebulahub accounts remove
 	rm -rf $(VENV) node_modules var .pytest_cache

@@ -2,25 +2,61 @@
 
 As shipped, this is the embedded default that ``make demo`` starts: the ``local`` host provider (no
 cloud, no SSH, same bootstrap code), demo users with a shared password, hub on 127.0.0.1:8000.
+The demo password only ever serves the ``local`` provider on a loopback address: with any other
+provider or bind address the hub refuses to start until an authenticator is configured in the
+ADMIN section below.
 
-To serve on OpenNebula, set ``NEBULAHUB_PROVIDER=opennebula`` (or edit ``provider`` below) and fill
-the OpenNebula section. ``jupyterhub --help-all`` lists every setting with its help text
-(classes OpenNebulaSpawner, OpenNebulaProvider, SshProvider, LocalProvider).
+To serve on OpenNebula, set ``NEBULAHUB_PROVIDER=opennebula`` (or edit ``provider`` below), fill
+the OpenNebula section and set ``c.JupyterHub.authenticator_class``. ``jupyterhub --help-all``
+lists every setting with its help text (classes OpenNebulaSpawner, OpenNebulaProvider,
+SshProvider, LocalProvider).
+
+Ports (see README): the public proxy port ``$NEBULAHUB_PORT`` (8000), the hub's internal API
+``$NEBULAHUB_HUB_PORT`` (8081), the proxy's REST API ``$NEBULAHUB_PROXY_API_PORT`` (default: a free
+loopback port chosen at start), all on 127.0.0.1 by default.
 """
+import ipaddress
 import os
+import socket
+import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 c = get_config()  # noqa: F821 (provided by JupyterHub)
 
 ROOT = Path(__file__).resolve().parent
+# Hub-private state (database, cookie secret, crypt key, SSH keys): 0700, root's alone.
 STATE = Path(os.environ.get("NEBULAHUB_STATE_DIR", ROOT / "var")).resolve()
 STATE.mkdir(parents=True, exist_ok=True)
 os.chmod(STATE, 0o700)
+AS_ROOT = os.geteuid() == 0
+# What users' own accounts must reach (demo homes, the servers' Python): a folder every account
+# can traverse when the hub is root; the state folder itself otherwise.
+SHARED = Path(os.environ.get("NEBULAHUB_SHARED_DIR",
+                             "/var/lib/nebulahub/demo" if AS_ROOT else STATE)).resolve()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def private_file(path: Path) -> str:
+    """Create ``path`` empty and 0600 if missing (SQLite keeps the mode), tighten it if not."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    os.close(fd)
+    os.chmod(path, 0o600)
+    return str(path)
+
 
 # ---- the hub -------------------------------------------------------------------------------
-c.JupyterHub.bind_url = f"http://127.0.0.1:{os.environ.get('NEBULAHUB_PORT', '8000')}"
+c.JupyterHub.bind_url = (f"http://{os.environ.get('NEBULAHUB_IP', '127.0.0.1')}:"
+                         f"{os.environ.get('NEBULAHUB_PORT', '8000')}")
 c.JupyterHub.hub_bind_url = f"http://127.0.0.1:{os.environ.get('NEBULAHUB_HUB_PORT', '8081')}"
-c.JupyterHub.db_url = f"sqlite:///{STATE / 'jupyterhub.sqlite'}"
+c.ConfigurableHTTPProxy.api_url = (
+    f"http://127.0.0.1:{os.environ.get('NEBULAHUB_PROXY_API_PORT') or free_port()}")
+c.JupyterHub.db_url = f"sqlite:///{private_file(STATE / 'jupyterhub.sqlite')}"
 c.JupyterHub.cookie_secret_file = str(STATE / "jupyterhub_cookie_secret")
 c.ConfigurableHTTPProxy.pid_file = str(STATE / "jupyterhub-proxy.pid")
 chp = ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
@@ -29,17 +65,12 @@ if chp.exists():
 c.JupyterHub.allow_named_servers = True
 c.JupyterHub.named_server_limit_per_user = 3
 
-# ---- who may log in (demo: shared password; replace with your authenticator) ---------------
-DEMO_USERS = ["student", "researcher", "admin"]
-c.JupyterHub.authenticator_class = "dummy"
-c.DummyAuthenticator.password = os.environ.get("NEBULAHUB_DEMO_PASSWORD", "nebula-demo")
-c.Authenticator.allowed_users = set(DEMO_USERS)
-c.Authenticator.admin_users = {"admin"}
-
 # ---- where servers run ---------------------------------------------------------------------
 c.JupyterHub.spawner_class = "opennebula"
 c.OpenNebulaSpawner.provider = os.environ.get("NEBULAHUB_PROVIDER", "local")
 c.OpenNebulaSpawner.default_url = "/lab"
+c.OpenNebulaSpawner.crypt_key_file = str(STATE / "nebulahub_crypt_key")
+c.OpenNebulaSpawner.host_key_dir = str(STATE / "host-keys")
 # A hub restart must not stop anybody's server; only the demo (local) stops its servers on exit.
 c.JupyterHub.cleanup_servers = c.OpenNebulaSpawner.provider == "local"
 c.OpenNebulaSpawner.profiles = [
@@ -52,9 +83,16 @@ c.OpenNebulaSpawner.profiles = [
      "cpu": 2, "vcpu": 2, "memory_mb": 4096, "default_url": "/lab"},
 ]
 
-# local provider (the embedded default): servers run on this machine, homes under the state dir
-c.LocalProvider.home_root = str(STATE / "homes" / "{username}")
-c.LocalProvider.workdir_root = str(STATE / "servers")
+# local provider (the embedded default): each user's server runs on this machine as a Unix
+# account of its own ("nhdemo-<user>", created by the demo and removed by `nebulahub accounts
+# remove`), in a home under SHARED, from a Python environment every account can read.
+c.LocalProvider.home_root = str(SHARED / "homes" / "{username}")
+c.LocalProvider.system_user_prefix = os.environ.get("NEBULAHUB_ACCOUNT_PREFIX", "nhdemo-")
+c.LocalProvider.create_system_users = True
+c.LocalProvider.accounts_registry = str(STATE / "created-accounts")
+if AS_ROOT and c.OpenNebulaSpawner.provider == "local":
+    c.OpenNebulaSpawner.python_env = os.environ.get("NEBULAHUB_SERVER_ENV",
+                                                    "/var/lib/nebulahub/server-env")
 
 # OpenNebula: credentials come from $NEBULAHUB_ONE_AUTH or a file, never from this file
 c.OpenNebulaProvider.endpoint = os.environ.get("NEBULAHUB_ONE_ENDPOINT",
@@ -67,11 +105,49 @@ c.OpenNebulaProvider.ssh_user = "jovyan"
 # c.OpenNebulaSpawner.jump_key_file = "/etc/nebulahub/bastion_ed25519"
 # c.OpenNebulaSpawner.python_env = "/opt/nebulahub/env"   # baked into the image (fast start)
 
-# ssh provider: a fixed host, or users' own machines
-# c.SshProvider.host = "jupyter@compute.example.org"
+# ssh provider: a fixed host (each hub user logs in as the account of the same name), or users'
+# own machines
+# c.SshProvider.host = "compute.example.org"
 # c.SshProvider.key_file = "/etc/nebulahub/hub_ed25519"
 c.SshProvider.allow_user_resources = True
 c.SshProvider.user_key_dir = str(STATE / "user-keys")
+
+# ---- ADMIN: who may log in -----------------------------------------------------------------
+# Set your authenticator here, e.g.
+#   c.JupyterHub.authenticator_class = "github"      (oauthenticator)
+#   c.JupyterHub.authenticator_class = "pam"         (Unix accounts of this machine)
+# Without one, the shared demo password is used -- only for the local provider on loopback.
+
+
+def _loopback(url: str) -> bool:
+    host = urlparse(url).hostname or ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+DEMO_USERS = ["student", "researcher", "admin"]
+if "authenticator_class" not in c.JupyterHub:
+    if c.OpenNebulaSpawner.provider != "local" or not _loopback(c.JupyterHub.bind_url):
+        sys.exit(
+            "NebulaHub refuses to start: the demo password may only serve the 'local' provider "
+            f"on a loopback address (provider {c.OpenNebulaSpawner.provider!r}, bind "
+            f"{c.JupyterHub.bind_url}). Set c.JupyterHub.authenticator_class (and its settings) "
+            f"in the ADMIN section of {__file__}.")
+    c.JupyterHub.authenticator_class = "shared-password"
+    c.SharedPasswordAuthenticator.user_password = os.environ.get("NEBULAHUB_DEMO_PASSWORD",
+                                                                 "nebula-demo")
+    admin_password = STATE / "demo-admin-password"
+    if not admin_password.exists():
+        import secrets
+
+        fd = os.open(admin_password, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(24))
+    c.SharedPasswordAuthenticator.admin_password = admin_password.read_text().strip()
+    c.Authenticator.allowed_users = set(DEMO_USERS)
+    c.Authenticator.admin_users = {"admin"}
 
 # ---- orphan sweep: terminate VMs of this hub that no server references ------------------------
 if c.OpenNebulaSpawner.provider == "opennebula":

@@ -99,11 +99,17 @@ class BootstrapRunner:
             stderr = (await proc.stderr.read()).decode(errors="replace")
         return self._finish(result, stderr, other)
 
-    async def run_local(self, python: str, request: dict, env: dict[str, str] | None = None) -> dict:
+    async def run_local(self, python: str, request: dict, env: dict[str, str] | None = None, *,
+                        user: int | None = None, group: int | None = None,
+                        cwd: str | None = None) -> dict:
+        """Run as a local process; as the Unix account ``user``/``group`` when given (root hub)."""
+        account = {}
+        if user is not None:
+            account = {"user": user, "group": group, "extra_groups": [], "umask": 0o077}
         proc = await asyncio.create_subprocess_exec(
             python, "-c", LOADER,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True,
+            stderr=asyncio.subprocess.PIPE, env=env, start_new_session=True, cwd=cwd, **account,
         )
         stderr_task = asyncio.ensure_future(proc.stderr.read())
 

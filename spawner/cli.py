@@ -1,4 +1,4 @@
-"""``nebulahub`` command line: demo, reconcile, sample-data."""
+"""``nebulahub`` command line: demo, reconcile, accounts, hostkeys, server-env, sample-data."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 
-def _load_config(path: str):
+def load_config(path: str):
+    """The hub's config file, evaluated as JupyterHub would (it may exit with its own message)."""
     from traitlets.config.loader import PyFileConfigLoader
 
     p = Path(path).resolve()
@@ -20,7 +21,7 @@ def cmd_reconcile(args) -> int:
     from .providers.opennebula import OpenNebulaProvider
     from .reconcile import hub_references, reconcile, sweep_forever
 
-    provider = OpenNebulaProvider(config=_load_config(args.config))
+    provider = OpenNebulaProvider(config=load_config(args.config))
     token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
     if not token:
         print("nebulahub reconcile: set JUPYTERHUB_API_TOKEN (a hub token with scopes "
@@ -47,6 +48,51 @@ def cmd_demo(args) -> int:
     return run_demo(args.config)
 
 
+def cmd_accounts(args) -> int:
+    """The Unix accounts the hub created for the local provider: list, or remove exactly those."""
+    from .localusers import created_accounts, remove_created
+    from .providers.local import LocalProvider
+
+    registry = os.path.abspath(LocalProvider(config=load_config(args.config)).accounts_registry)
+    if args.action == "list":
+        for name in created_accounts(registry):
+            print(name)
+        return 0
+    removed = remove_created(registry)
+    print(f"removed {len(removed)} account(s) this hub created: {', '.join(removed) or '-'}")
+    return 0
+
+
+def cmd_hostkeys(args) -> int:
+    """SSH host keys pinned across spawns: list them, or forget one to accept a new key."""
+    from .hostkeys import HUB_SCOPE, HostKeyStore, user_scope
+    from .spawner import OpenNebulaSpawner
+
+    store = HostKeyStore(OpenNebulaSpawner(config=load_config(args.config)).host_key_dir)
+    if args.action == "list":
+        for scope, keys in store.scopes().items():
+            for key_id, line in sorted(keys.items()):
+                print(f"{scope}\t{key_id}\t{line}")
+        return 0
+    if not args.host:
+        print("nebulahub hostkeys forget: name the machine as host:port", file=sys.stderr)
+        return 2
+    key_id = args.host if ":" in args.host else f"{args.host}:22"
+    scope = user_scope(args.user) if args.user else HUB_SCOPE
+    if store.forget(scope, key_id):
+        print(f"forgot the key of {key_id} ({scope}); the next connection records its new key")
+        return 0
+    print(f"no key pinned for {key_id} ({scope})", file=sys.stderr)
+    return 1
+
+
+def cmd_server_env(args) -> int:
+    from .serverenv import ensure_server_env
+
+    print(ensure_server_env(args.path))
+    return 0
+
+
 def cmd_sample_data(args, rest: list[str]) -> int:
     from panel_apps.sample_data import main as sample_main
 
@@ -60,17 +106,27 @@ def main(argv: list[str] | None = None) -> int:
     rec = sub.add_parser("reconcile", help="terminate VMs of this hub that no server references")
     rec.add_argument("--dry-run", action="store_true", help="only list the orphans")
     rec.add_argument("--every", type=float, default=0, help="repeat every N seconds")
-    rec.add_argument("--config", default="jupyterhub_config.py", help="the hub's config file")
     rec.add_argument("--hub-api-url", default="http://127.0.0.1:8081/hub/api")
     demo = sub.add_parser("demo", help="start the hub with the embedded default (no cloud)")
     demo.add_argument("--config", default=None, help="config file (default: the project's)")
+    acc = sub.add_parser("accounts", help="Unix accounts the hub created (local provider)")
+    acc.add_argument("action", choices=["list", "remove"])
+    keys = sub.add_parser("hostkeys", help="SSH host keys pinned across spawns")
+    keys.add_argument("action", choices=["list", "forget"])
+    keys.add_argument("host", nargs="?", help="host:port whose key to forget")
+    keys.add_argument("--user", help="the hub user whose own machine it is (default: admin's)")
+    env = sub.add_parser("server-env", help="build the environment local servers run from")
+    env.add_argument("path", nargs="?", default="/var/lib/nebulahub/server-env")
+    for p in (rec, acc, keys):
+        p.add_argument("--config", default="jupyterhub_config.py", help="the hub's config file")
     sub.add_parser("sample-data", help="write demo data files (see --help)", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "sample-data":
         return cmd_sample_data(args, rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    return {"reconcile": cmd_reconcile, "demo": cmd_demo}[args.command](args)
+    return {"reconcile": cmd_reconcile, "demo": cmd_demo, "accounts": cmd_accounts,
+            "hostkeys": cmd_hostkeys, "server-env": cmd_server_env}[args.command](args)
 
 
 if __name__ == "__main__":

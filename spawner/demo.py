@@ -1,12 +1,21 @@
-"""``nebulahub demo``: start the hub with the embedded default (local provider, demo users)."""
+"""``nebulahub demo``: start the hub with the embedded default (local provider, demo users).
+
+As root, each demo user's server runs as a Unix account of its own (``nhdemo-<user>``) from an
+environment every account can read (built once under /var/lib/nebulahub). The hub runs as a
+child process: whatever way it ends, its proxy is stopped too, so a failed start never leaves a
+proxy behind to break the next run.
+"""
 from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
+DEMO_USERS = ("student", "researcher", "admin")
 
 
 def _seed_home(home: Path) -> None:
@@ -22,21 +31,78 @@ def _seed_home(home: Path) -> None:
     sample_main(["--out", str(target)])
 
 
+def _prepare_users(cfg) -> None:
+    """Accounts (as root), homes with demo data, and the servers' environment."""
+    from .localusers import AccountError
+    from .providers.local import LocalProvider
+
+    provider = LocalProvider(config=cfg)
+    if provider.switches_accounts:
+        from .serverenv import ensure_server_env
+
+        ensure_server_env(cfg.OpenNebulaSpawner.python_env)
+    for user in DEMO_USERS:
+        home = Path(provider.home_for(user))
+        _seed_home(home)
+        try:
+            from .localusers import prepare_home
+
+            prepare_home(provider.account_for(user), str(home))
+        except AccountError as e:
+            sys.exit(f"nebulahub demo: {e}")
+
+
+def _stop_proxy(pid_file: str) -> None:
+    """Stop the proxy the hub started, if it is still running (a failed start leaves it)."""
+    try:
+        pid = int(Path(pid_file).read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return
+    if b"configurable-http-proxy" in cmdline:
+        os.kill(pid, signal.SIGTERM)
+        print(f"nebulahub demo: stopped the proxy the hub left running (pid {pid})", flush=True)
+
+
 def run_demo(config: str | None = None) -> int:
+    from .cli import load_config
+
     config_path = Path(config or PROJECT / "jupyterhub_config.py").resolve()
-    state = Path(os.environ.get("NEBULAHUB_STATE_DIR", config_path.parent / "var")).resolve()
-    port = os.environ.get("NEBULAHUB_PORT", "8000")
-    password = os.environ.get("NEBULAHUB_DEMO_PASSWORD", "nebula-demo")
-    for user in ("student", "researcher", "admin"):
-        _seed_home(state / "homes" / user)
-    jupyterhub = shutil.which("jupyterhub", path=os.path.dirname(sys.executable)) or "jupyterhub"
+    os.chdir(config_path.parent)
+    cfg = load_config(str(config_path))  # exits with the config's own message if it refuses
+    if cfg.OpenNebulaSpawner.provider == "local":
+        _prepare_users(cfg)
+    url = cfg.JupyterHub.bind_url
+    password = cfg.SharedPasswordAuthenticator.get("user_password", "(your authenticator's)")
+    admin = cfg.SharedPasswordAuthenticator.get("admin_password", "(your authenticator's)")
+    accounts = ("each user's server runs as their own Unix account "
+                f"({cfg.LocalProvider.system_user_prefix}<user>)" if os.geteuid() == 0 else
+                "the hub is not root: all users' servers share its Unix account")
     print(
         "\n  NebulaHub demo (local provider: servers run on this machine, no cloud)\n"
-        f"  Open   http://127.0.0.1:{port}/\n"
-        f"  Log in as student, researcher or admin, password: {password}\n"
+        f"  Open   {url}/\n"
+        f"  Log in as student or researcher, password: {password}\n"
+        f"         as admin, password: {admin}\n"
+        f"  Users  {accounts}\n"
         "  Stop   Ctrl-C\n",
         flush=True,
     )
-    os.chdir(config_path.parent)
-    os.execv(jupyterhub, [jupyterhub, "-f", str(config_path)])
-    return 0  # not reached
+    jupyterhub = shutil.which("jupyterhub", path=os.path.dirname(sys.executable)) or "jupyterhub"
+    hub = subprocess.Popen([jupyterhub, "-f", str(config_path)])
+
+    def forward(signum, frame):
+        if hub.poll() is None:
+            hub.send_signal(signum)
+
+    # Ctrl-C reaches the hub directly (same process group); other signals are passed on
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, forward)
+    try:
+        code = hub.wait()
+    finally:
+        if hub.poll() is None:
+            hub.kill()
+            hub.wait()
+        _stop_proxy(cfg.ConfigurableHTTPProxy.pid_file)
+    return code

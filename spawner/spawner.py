@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import sys
 import time
 import uuid
+from functools import cached_property
 
 from jupyterhub.spawner import SpawnException, Spawner
 from jupyterhub.utils import url_path_join, wait_for_http_server
@@ -18,14 +20,26 @@ from sqlalchemy import inspect as sa_inspect
 from tornado import web
 from traitlets import Float, Instance, List, Unicode, default, observe
 
+import asyncssh
+
+from opennebula import OpenNebulaError
+
 from . import form
 from .bootstrap import BootstrapFailed, BootstrapRunner, server_request
+from .hostkeys import HUB_SCOPE, HostKeyStore, user_scope
 from .keys import new_spawn_key
+from .netguard import HostRefused
 from .profiles import VmProfile, parse_profiles
 from .providers import HostProvider, MachineStatus, ProviderError, SpawnContext, provider_class
+from .secretbox import SecretBox, SecretBoxError
 from .sshconn import HostKeyChanged, SshTarget, SshUnreachable, wait_for_ssh
 from .state import JumpHost, ServerState
 from .tunnels import HostSession, TunnelError
+
+# What poll() may wait out for poll_grace: the cloud, the network or SSH not answering. Anything
+# else is a bug: logged with its traceback, and never a reason to drop a server.
+TRANSIENT_ERRORS = (OpenNebulaError, OSError, asyncio.TimeoutError, asyncssh.Error, SshUnreachable,
+                    TunnelError, BootstrapFailed)
 
 # Environment the server must not inherit from the hub when it runs on the hub's own machine.
 LOCAL_ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
@@ -80,7 +94,9 @@ class OpenNebulaSpawner(Spawner):
     python_env = Unicode(
         "",
         help="""Prepared Python environment on the host holding jupyterhub-singleuser (e.g.
-        baked into the VM image). Empty or missing: the environment ``create_env`` is used.""",
+        baked into the VM image). Empty or missing: the environment ``create_env`` is used. With
+        the ``local`` provider: the environment users' servers run from, which every user's
+        account must be able to read (default: the hub's own).""",
     ).tag(config=True)
 
     create_env = Unicode(
@@ -114,6 +130,21 @@ class OpenNebulaSpawner(Spawner):
         180,
         help="""Seconds a running server survives transient cloud or SSH errors in poll() before
         the hub considers it gone.""",
+    ).tag(config=True)
+
+    crypt_key_file = Unicode(
+        "nebulahub_crypt_key",
+        help="""Key file (hub-private, created 0600 on first use) sealing the SSH private keys the
+        hub stores (per-spawn keys in the server state, users' hub keys). Not used when
+        $JUPYTERHUB_CRYPT_KEY is set: then the hub's crypt key seals them, as it seals auth_state.""",
+    ).tag(config=True)
+
+    host_key_dir = Unicode(
+        "host-keys",
+        help="""Hub-private folder of SSH host keys pinned across spawns: hub-wide for the admin's
+        machines (fixed host, bastion), per user for users' own machines. A machine whose key
+        changed is refused until the key is accepted deliberately (``nebulahub hostkeys
+        forget``, or the spawn form's choice for a user's own machine).""",
     ).tag(config=True)
 
     host_provider = Instance(HostProvider, allow_none=True)
@@ -160,6 +191,14 @@ class OpenNebulaSpawner(Spawner):
         self._starting = False
         self._unreachable_since: float | None = None
 
+    @cached_property
+    def secret_box(self) -> SecretBox:
+        return SecretBox.from_environment(self.crypt_key_file)
+
+    @cached_property
+    def host_key_store(self) -> HostKeyStore:
+        return HostKeyStore(self.host_key_dir)
+
     # ---- profiles and user options --------------------------------------------------------
 
     def profile_list(self) -> list[VmProfile]:
@@ -168,6 +207,7 @@ class OpenNebulaSpawner(Spawner):
     async def apply_options(self, options: dict) -> None:
         """Validate user_options (form or REST API); errors name the field."""
         options = form.validate_options(options or {}, self)
+        await form.check_user_hosts(options, self)
         profiles = {p.slug: p for p in self.profile_list()}
         self.profile = profiles[options["profile"]]
         self.user_options = options
@@ -188,7 +228,12 @@ class OpenNebulaSpawner(Spawner):
 
     def load_state(self, state):
         super().load_state(state)
-        self.server_state = ServerState(**{k: v for k, v in (state or {}).items()
+        state = dict(state or {})
+        clear_key = state.pop("private_key", "")
+        if clear_key and not state.get("sealed_private_key"):
+            # written in clear by an earlier release: sealed now, and never stored in clear again
+            state["sealed_private_key"] = self.secret_box.seal(clear_key)
+        self.server_state = ServerState(**{k: v for k, v in state.items()
                                            if k in ServerState.model_fields})
 
     def clear_state(self):
@@ -247,7 +292,10 @@ class OpenNebulaSpawner(Spawner):
             raise
         except Exception as e:
             error = self._spawn_error(e)
-            self.log.error("Spawn of %s failed: %s", self._log_name, error.log_message)
+            if error.reason == "internal":  # a bug, not a user's problem: keep the traceback
+                self.log.exception("Spawn of %s failed", self._log_name)
+            else:
+                self.log.error("Spawn of %s failed: %s", self._log_name, error.log_message)
             await asyncio.shield(self._cleanup())
             self._events = []  # the next spawn's progress starts empty
             raise error from None
@@ -258,14 +306,16 @@ class OpenNebulaSpawner(Spawner):
     async def _start(self, st: ServerState):
         provider = self.host_provider
         if provider.uses_spawn_key:
-            st.private_key, public_key = new_spawn_key()
+            private_key, public_key = new_spawn_key()
+            st.sealed_private_key = self.secret_box.seal(private_key)
         else:
             public_key = ""
         ctx = SpawnContext(spawner=self, profile=self.profile, state=st, public_key=public_key,
                            options=self.user_options or {}, report=self.report,
-                           persist=self.persist_state)
+                           persist=self.persist_state,
+                           python=os.path.join(self._local_python(), "bin", "python"))
         await provider.acquire(ctx)
-        if st.jump is None and self.jump_host and st.profile != "own-resource":
+        if st.jump is None and self.jump_host and not st.own_resource:
             st.jump = JumpHost.parse(self.jump_host, st.username)
         st.workdir = self._workdir(st)
         await self.persist_state()
@@ -297,9 +347,17 @@ class OpenNebulaSpawner(Spawner):
         return ("127.0.0.1", port)
 
     def _workdir(self, st: ServerState) -> str:
-        if not self.host_provider.remote:
-            return os.path.join(os.path.abspath(self.host_provider.workdir_root), st.start_id)
-        return f"{self.workdir_root.rstrip('/')}/{st.start_id}"
+        root = self.workdir_root.rstrip("/")
+        if not self.host_provider.remote:  # the home is known here: store the real path
+            home = self.host_provider.home_for(self.user.name)
+            if root == "~" or root.startswith("~/"):
+                root = home + root[1:]
+            return os.path.join(os.path.abspath(root), st.start_id)
+        return f"{root}/{st.start_id}"
+
+    def _local_python(self) -> str:
+        """The environment a server on the hub's own machine runs from."""
+        return self.python_env or sys.prefix
 
     def _hub_api_address(self) -> tuple[str, int]:
         from urllib.parse import urlparse
@@ -317,11 +375,26 @@ class OpenNebulaSpawner(Spawner):
             env["JUPYTERHUB_ACTIVITY_URL"] = url_path_join(
                 api, "users", self.user.escaped_name, "activity")
         env["JUPYTERHUB_SERVICE_URL"] = f"http://127.0.0.1:{{NEBULAHUB_PORT}}{self.server.base_url}"
+        env["NEBULAHUB_PUBLIC_ORIGINS"] = " ".join(self._public_origins())
         return env
+
+    def _public_origins(self) -> list[str]:
+        """``host:port`` the browser reaches the hub at (JupyterHub.public_url, else the proxy's
+        bind URL): the plotting app accepts websockets from these origins only. Bokeh compares an
+        origin without a port as ``host:80``, hence that form for default ports."""
+        from urllib.parse import urlparse
+
+        proxy = (getattr(self.user, "settings", None) or {}).get("proxy")
+        origins = []
+        for url in (self.public_url, getattr(proxy, "public_url", "")):
+            u = urlparse(url or "")
+            if u.hostname and u.hostname not in ("0.0.0.0", "::"):
+                origins.append(f"{u.hostname}:{u.port or 80}")
+        return list(dict.fromkeys(origins))
 
     def _start_request(self, st: ServerState) -> dict:
         local = not self.host_provider.remote
-        python_env = self.python_env or (sys.prefix if local else "")
+        python_env = self._local_python() if local else self.python_env
         cwd = self.host_provider.home_for(self.user.name) if local else "~"
         return server_request(
             "start", st.workdir, token=self.api_token, env=self._server_env(st),
@@ -337,36 +410,73 @@ class OpenNebulaSpawner(Spawner):
         runner = BootstrapRunner(on_event=relay)
         if self.host_provider.remote:
             return await runner.run_ssh(self._session.conn, self.bootstrap_python, request)
+        return await runner.run_local(**self._local_process(st), request=request)
+
+    def _local_process(self, st: ServerState) -> dict:
+        """How the bootstrap runs on the hub's machine: the user's account, home and Python."""
+        home = self.host_provider.home_for(self.user.name)
         env = {k: os.environ[k] for k in LOCAL_ENV_KEEP if k in os.environ}
-        env["HOME"] = self.host_provider.home_for(self.user.name)  # the user's files, not the hub's
-        return await runner.run_local(sys.executable, request, env=env)
+        env["HOME"] = home  # the user's files, not the hub's
+        python_env = self._local_python()
+        python = os.path.join(python_env, "bin", "python")
+        if not os.path.exists(python):
+            python = sys.executable
+        process = {"python": python, "env": env, "cwd": home if os.path.isdir(home) else "/"}
+        if os.geteuid() == 0 and st.username:
+            pw = pwd.getpwnam(st.username)
+            if pw.pw_uid == 0:
+                raise ProviderError("NebulaHub never runs a server as root.", reason="account")
+            env.update(USER=pw.pw_name, LOGNAME=pw.pw_name, SHELL=pw.pw_shell or "/bin/sh")
+            process.update(user=pw.pw_uid, group=pw.pw_gid)
+        return process
 
     # ---- SSH session -------------------------------------------------------------------------
 
     def _target(self, st: ServerState) -> SshTarget:
+        provider = self.host_provider
+        # keys of machines that outlive the server are pinned across spawns; a VM's are not
+        if st.own_resource:
+            scope = user_scope(self.user.name)
+        elif provider.machines_outlive_servers:
+            scope = HUB_SCOPE
+        else:
+            scope = None
         jump = None
         if st.jump is not None:
-            import asyncssh
-
-            if st.profile == "own-resource":
-                keys = self.host_provider.client_keys(self, st)
+            if st.own_resource:
+                keys = provider.client_keys(self, st)
             elif self.jump_key_file:
                 keys = [asyncssh.read_private_key(self.jump_key_file)]
             else:
                 keys = []
-            jump = SshTarget(st.jump.host, st.jump.username, st.jump.port, keys)
-        return SshTarget(st.host, st.username, st.port,
-                         self.host_provider.client_keys(self, st), jump)
+            jump = SshTarget(st.jump.host, st.jump.username, st.jump.port, keys,
+                             trust_scope=scope or HUB_SCOPE)
+        return SshTarget(st.host, st.username, st.port, provider.client_keys(self, st), jump,
+                         trust_scope=scope)
 
     async def _open_session(self, st: ServerState, *, wait: bool) -> HostSession:
         if self._session is not None and self._session.alive():
             return self._session
         if self._session is not None:
             await self._session.close()
+        target = self._target(st)
+        store = self.host_key_store
+        if not st.host_keys and st.own_resource and \
+                (self.user_options or {}).get("resource_trust_new_host_key"):
+            # the user says their machine was reinstalled: its old key goes, the jump host's stays
+            store.forget(target.trust_scope, target.key_id)
+        for hop in target.hops():
+            if hop.trust_scope and hop.key_id not in st.host_keys:
+                known = store.load(hop.trust_scope).get(hop.key_id)
+                if known:
+                    st.host_keys[hop.key_id] = known
         # A new machine may take ssh_timeout to accept logins; a known one answers at once or not.
-        conns = await wait_for_ssh(self._target(st), st.host_keys,
+        conns = await wait_for_ssh(target, st.host_keys,
                                    deadline_seconds=self.ssh_timeout if wait else 10,
                                    known_hosts_file=self.known_hosts_file or None)
+        for hop in target.hops():
+            if hop.trust_scope and hop.key_id in st.host_keys:
+                store.pin(hop.trust_scope, hop.key_id, st.host_keys[hop.key_id])
         self._session = HostSession(conns)
         await self.persist_state()  # newly pinned host keys
         return self._session
@@ -402,8 +512,14 @@ class OpenNebulaSpawner(Spawner):
         except HostKeyChanged as e:
             self.log.error("%s: %s", self._log_name, e)
             return await self._gone()
-        except Exception as e:  # cloud, SSH, tunnel: transient until the grace runs out
+        except TRANSIENT_ERRORS as e:  # cloud, SSH, network: transient until the grace runs out
             return await self._transient(f"{type(e).__name__}: {e}")
+        except Exception:
+            # A bug must not cost a user their server: report it, keep the server, and do not
+            # count it as an outage.
+            self.log.exception("Checking %s failed unexpectedly; it is kept running",
+                               self._log_name)
+            return None
         self._unreachable_since = None
         return None if status.get("running") else await self._gone()
 
@@ -471,8 +587,12 @@ class OpenNebulaSpawner(Spawner):
             return e
         if isinstance(e, ProviderError):
             return spawn_error(str(e), e.reason)
+        if isinstance(e, HostRefused):
+            return spawn_error(str(e), "options", status_code=400)
         if isinstance(e, HostKeyChanged):
-            return spawn_error(str(e), "host-key")
+            return spawn_error(f"{e} {self._host_key_advice(e.target)}", "host-key")
+        if isinstance(e, SecretBoxError):
+            return spawn_error(str(e), "crypt-key")
         if isinstance(e, SshUnreachable):
             return spawn_error(f"Your machine started but the hub could not log in to it. {e}", "ssh")
         if isinstance(e, BootstrapFailed):
@@ -482,3 +602,12 @@ class OpenNebulaSpawner(Spawner):
         if isinstance(e, web.HTTPError):
             return spawn_error(e.log_message or str(e), "http")
         return spawn_error(f"Your server could not start ({type(e).__name__}: {e}).", "internal")
+
+    def _host_key_advice(self, target: SshTarget) -> str:
+        if target.trust_scope == user_scope(self.user.name):
+            return ("If you reinstalled that machine or changed its key yourself, start again "
+                    "with \"Trust its new host key\" ticked on the spawn form.")
+        if target.trust_scope == HUB_SCOPE:
+            return ("Ask your admin: if the change is expected, they accept the new key with "
+                    f"`nebulahub hostkeys forget {target.key_id}`.")
+        return "Ask your admin."

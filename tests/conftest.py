@@ -4,6 +4,7 @@ Under CI (``NEBULAHUB_REQUIRE_INTEGRATION=1``, exported by ``.ci/run``) a skippe
 failed test: integration tests that need root, namespaces, sshd or Chromium must run there.
 """
 import os
+import types
 
 import pytest
 
@@ -43,3 +44,58 @@ def vm_python_env():
     from tests.vmimage import prepared_env
 
     return prepared_env()
+
+
+@pytest.fixture(scope="session")
+def shared_tmp():
+    """A folder other Unix accounts can traverse (pytest's tmp_path is root-only): the homes of
+    the test hubs' users live here. Removed at the end of the session."""
+    import shutil
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="nebulahub-test-", dir="/var/tmp")
+    os.chmod(path, 0o711)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def local_accounts(shared_tmp):
+    """How test hubs with the local provider run users' servers: as root, each user as an
+    account of its own with a per-run prefix (removed at the end, only those created); the
+    servers' Python environment every account can read. Yields config lines for a hub."""
+    import secrets
+
+    from spawner.localusers import remove_created
+
+    registry = os.path.join(shared_tmp, "created-accounts")
+    if os.geteuid() == 0:
+        from spawner.serverenv import ensure_server_env
+
+        env = ensure_server_env()
+        prefix = f"nht{secrets.token_hex(2)}-"
+    else:
+        import sys
+
+        env, prefix = sys.prefix, ""
+    lines = (f'c.OpenNebulaSpawner.python_env = "{env}"\n'
+             f'c.LocalProvider.system_user_prefix = "{prefix}"\n'
+             "c.LocalProvider.create_system_users = True\n"
+             f'c.LocalProvider.accounts_registry = "{registry}"\n')
+    yield types.SimpleNamespace(config=lines, prefix=prefix, python_env=env, registry=registry)
+    remove_created(registry)
+
+
+@pytest.fixture(scope="session")
+def test_account(local_accounts):
+    """An unprivileged account for tests that must not run as root (created once per session)."""
+    from spawner.localusers import ensure_account, unix_name
+
+    if os.geteuid() != 0:
+        import pwd
+
+        from spawner.localusers import LocalAccount
+        pw = pwd.getpwuid(os.geteuid())
+        return LocalAccount(pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir)
+    return ensure_account(unix_name(local_accounts.prefix, "plain"), "/nonexistent",
+                          local_accounts.registry)

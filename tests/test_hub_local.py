@@ -1,6 +1,9 @@
 """The embedded default: a real jupyterhub + configurable-http-proxy, servers via the local provider."""
+import json
 import os
+import pwd
 import subprocess
+import textwrap
 
 import pytest
 
@@ -10,23 +13,22 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def hub(tmp_path_factory):
+def hub(tmp_path_factory, shared_tmp, local_accounts):
     d = tmp_path_factory.mktemp("hub-local")
-    h = HubProcess(d, f"""
+    h = HubProcess(d, textwrap.dedent(f"""
         c.OpenNebulaSpawner.provider = "local"
-        c.LocalProvider.home_root = "{d}/homes/{{username}}"
-        c.LocalProvider.workdir_root = "{d}/servers"
+        c.LocalProvider.home_root = "{shared_tmp}/hub-local/{{username}}"
         c.OpenNebulaSpawner.profiles = [
             {{"slug": "notebook", "name": "Notebook", "default_url": "/lab"}},
             {{"slug": "student", "name": "Student", "default_url": "/tree"}},
         ]
-    """)
+    """) + local_accounts.config)
     h.start()
     yield h
     h.stop()
 
 
-def test_researcher_spawns_local_server_and_reaches_it_through_the_proxy(hub):
+def test_researcher_spawns_local_server_and_reaches_it_through_the_proxy(hub, local_accounts):
     hub.create_user("rita")
     token = hub.user_token("rita")
     r = hub.spawn("rita", options={"profile": "notebook"})
@@ -47,6 +49,14 @@ def test_researcher_spawns_local_server_and_reaches_it_through_the_proxy(hub):
     state = model["state"]
     pid_file = os.path.join(state["workdir"], "server.json")
     assert os.stat(os.path.join(state["workdir"], "token")).st_mode & 0o777 == 0o600
+    # the server runs as the user's own account, never as root (when the hub is root)
+    pid = json.load(open(pid_file))["pid"]
+    uid = os.stat(f"/proc/{pid}").st_uid
+    if os.geteuid() == 0:
+        assert uid != 0
+        assert pwd.getpwuid(uid).pw_name == f"{local_accounts.prefix}rita"
+        home = os.path.dirname(os.path.dirname(os.path.dirname(state["workdir"])))
+        assert os.stat(home).st_uid == uid and os.stat(home).st_mode & 0o777 == 0o700
     hub.stop_server("rita")
     assert not os.path.exists(pid_file)
     # the server process is gone: nothing listens on its port any more

@@ -162,6 +162,9 @@ def log_tail(workdir, lines=20):
 
 
 def action_start(req):
+    if os.geteuid() == 0:
+        raise BootstrapError("NebulaHub never runs a server as root; the hub must log in (or "
+                             "switch) to the user's own account.")
     workdir = expand(req["workdir"])
     os.makedirs(workdir, mode=0o700, exist_ok=True)
     os.chmod(workdir, 0o700)
@@ -180,8 +183,6 @@ def action_start(req):
     cwd = expand(req.get("cwd") or "~")
     os.makedirs(cwd, exist_ok=True)
     args = [python, "-c", LAUNCHER, singleuser, "--ip=127.0.0.1", "--port=%d" % port]
-    if os.geteuid() == 0:
-        args.append("--allow-root")  # a demo hub running as root serves locally as root
     args += list(req.get("args") or [])
     progress("Starting the Jupyter server", port=port)
     with open(os.path.join(workdir, LOG_FILE), "ab") as log:

@@ -28,10 +28,12 @@ def hub_dir(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def home(hub_dir):
-    """The student's home on their server (local provider), with the files to plot."""
+def home(shared_tmp, request):
+    """The student's home on their server (local provider), with the files to plot (they become
+    the student account's when the server starts). Homes live where users' own Unix accounts can
+    reach them, one folder per test module."""
     from panel_apps.sample_data import main as sample_data
-    home = hub_dir / "homes" / "student"
+    home = Path(shared_tmp) / f"homes-{request.module.__name__.rsplit('.', 1)[-1]}" / "student"
     sample_data(["--out", str(home / "josephson.txt"), "--rows", str(BIG_ROWS)])
     sample_data(["--out", str(home / "small" / "junction.txt"), "--rows", "300"])
     (home / "garbage.dat").write_bytes(bytes(range(256)) * 20)
@@ -39,19 +41,21 @@ def home(hub_dir):
 
 
 @pytest.fixture(scope="module")
-def hub(hub_dir, home):
-    """A real hub + proxy; the student's server (local provider) runs the app behind it."""
+def hub(hub_dir, home, local_accounts):
+    """A real hub + proxy; the student's server (local provider, the student's own Unix account)
+    runs the app behind it."""
     if not os.path.exists(CHROMIUM):
         pytest.skip("Debian chromium is not installed")
+    import textwrap
+
     from tests.hubproc import HubProcess
-    h = HubProcess(hub_dir / "hub", f"""
+    h = HubProcess(hub_dir / "hub", textwrap.dedent(f"""
         c.OpenNebulaSpawner.provider = "local"
-        c.LocalProvider.home_root = "{hub_dir}/homes/{{username}}"
-        c.LocalProvider.workdir_root = "{hub_dir}/servers"
+        c.LocalProvider.home_root = "{home.parent}/{{username}}"
         c.OpenNebulaSpawner.profiles = [
             {{"slug": "student", "name": "Student", "default_url": "/nebulahub-plot/"}}]
         c.OpenNebulaSpawner.environment = {{"NEBULAHUB_RASTERIZE_THRESHOLD": "{THRESHOLD}"}}
-    """)
+    """) + local_accounts.config)
     h.start()
     h.create_user("student")
     assert h.spawn("student").status_code == 202

@@ -3,7 +3,8 @@
 State lives in :class:`~panel_apps.spec.PlotSpec` (what to plot) and :class:`PlotApp` (which
 file, what is on screen); the plot widgets are generated from the spec with ``pn.Param``.
 Every user action runs inside :meth:`PlotApp._guard`, so a bad file or formula ends up as a
-sentence in the red error area and the app stays usable.
+sentence in the red error area and the app stays usable. Preparing a plot (reading columns,
+formulas, filters) runs in a worker thread with an admin time limit, off the event loop.
 
 Serve it with ``python -m panel_apps.launcher`` (what jupyter-server-proxy runs) or
 ``panel serve panel_apps/app.py``.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+from functools import partial
 from pathlib import Path
 
 import panel as pn
@@ -49,6 +51,7 @@ class PlotApp(param.Parameterized):
         self.range_stream = None
         self.mode = None
         self._quiet = False
+        self._plots_started = 0  # replots run concurrently: only the latest one draws
         self._build_widgets()
         self.spec.param.watch(self._on_spec_change, list(PlotSpec.PLOT_PARAMS) + ["derived", "filters", "rename"])
 
@@ -130,17 +133,30 @@ class PlotApp(param.Parameterized):
     # ----------------------------------------------------------------- error handling
     def _guard(self, action, *args):
         """Run ``action``; show user errors in the error area instead of breaking the page."""
+        self.error.visible = False  # before: an error a watcher shows during the action must stay
         try:
-            result = action(*args)
-        except USER_ERRORS as exc:
-            self._show_error(exc)
+            return action(*args)
+        except Exception as exc:
+            self._report(exc)
             return None
-        except Exception as exc:  # a bug: still keep the app usable, and log the traceback
-            log.exception("plot app action failed")
-            self._show_error(f"Something went wrong ({type(exc).__name__}: {exc}).")
-            return None
+
+    async def _guard_async(self, action, *args):
+        """:meth:`_guard` for coroutine actions."""
         self.error.visible = False
-        return result
+        try:
+            return await action(*args)
+        except Exception as exc:
+            self._report(exc)
+            return None
+
+    def _report(self, exc: Exception) -> None:
+        if isinstance(exc, USER_ERRORS):
+            self._show_error(exc)
+        elif isinstance(exc, MemoryError):
+            self._show_error("The server ran out of memory for this plot; filter rows or use a smaller file.")
+        else:  # a bug: still keep the app usable, and log the traceback
+            log.exception("plot app action failed", exc_info=exc)
+            self._show_error(f"Something went wrong ({type(exc).__name__}: {exc}).")
 
     def _show_error(self, exc) -> None:
         message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
@@ -230,7 +246,7 @@ class PlotApp(param.Parameterized):
             self._offer_columns()
         finally:
             self._quiet = False
-        self._guard(self._replot)
+        await self._guard_async(self._replot)
 
     async def _prepare_source(self) -> bool:
         """Convert the chosen file in a worker thread, with the progress bar; False on failure."""
@@ -255,14 +271,37 @@ class PlotApp(param.Parameterized):
 
     # ----------------------------------------------------------------- plotting
     def _on_spec_change(self, *events) -> None:
+        # decide now (``_quiet`` is about this change), draw later: the replot is a coroutine
+        # scheduled on the session's event loop (run to completion at once when there is none)
         if not self._quiet and self.source is not None and self.source.ready:
-            self._guard(self._replot)
+            param.parameterized.async_executor(partial(self._guard_async, self._replot))
 
-    def _replot(self) -> None:
+    async def _replot(self) -> None:
         spec = self.spec
         if spec.x is None or (spec.needs_y() and spec.y is None):
             return
-        frame = self.source.table(spec)
+        self._plots_started += 1
+        ticket = self._plots_started
+        frame = await self._prepare_table(spec.snapshot())
+        if ticket != self._plots_started:
+            return  # the student changed the plot meanwhile: the newer replot draws
+        self._draw(frame)
+
+    async def _prepare_table(self, spec: PlotSpec):
+        """The plotted table, built in a worker thread (formulas, reading columns) within the admin's limit.
+
+        A Python thread cannot be stopped: after the limit the work finishes in the background
+        (formulas are bounded, see :mod:`panel_apps.expressions`) while the student gets a sentence.
+        """
+        limit = self.config.formula_timeout
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(self.source.table, spec), timeout=limit)
+        except asyncio.TimeoutError:
+            raise ValueError(f"Preparing the plot took longer than {limit:g} s, the limit set by your admin; "
+                             "use simpler formulas or filter rows.") from None
+
+    def _draw(self, frame) -> None:
+        spec = self.spec
         n = len(frame)
         if n == 0:
             raise ValueError("No rows left to plot: the filters exclude every row.")
@@ -392,7 +431,7 @@ class PlotApp(param.Parameterized):
             self._quiet = False
         self._describe_extras()
         if self.source.ready:
-            self._guard(self._replot)
+            await self._guard_async(self._replot)
 
 
 def create_app(config: PlotAppConfig | None = None) -> pn.viewable.Viewable:

@@ -12,6 +12,7 @@ NEBULAHUB_DATA_ROOTS               extra folders users may open, ``os.pathsep``-
 NEBULAHUB_RASTERIZE_THRESHOLD      rows above which "auto" mode rasterizes (default 100000)
 NEBULAHUB_STANDARD_MAX_ROWS        rows above which standard mode is refused (default 1000000)
 NEBULAHUB_CACHE_DIR                columnar cache (default ~/.cache/nebulahub/plot)
+NEBULAHUB_FORMULA_TIMEOUT          seconds a plot may take to prepare (default 20)
 =================================  ==============================================================
 """
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from traitlets import Integer, List, Unicode, default
+from traitlets import Float, Integer, List, Unicode, default
 from traitlets.config import Configurable
 
 
@@ -27,6 +28,14 @@ def _env_int(name: str, fallback: int) -> int:
     raw = os.environ.get(name, "").strip()
     try:
         return int(raw.replace("_", "")) if raw else fallback
+    except ValueError:
+        return fallback
+
+
+def _env_float(name: str, fallback: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    try:
+        return float(raw) if raw else fallback
     except ValueError:
         return fallback
 
@@ -57,6 +66,12 @@ class PlotAppConfig(Configurable):
 
     home = Unicode(help="The user's home; always an allowed root (default: $HOME).").tag(config=True)
 
+    formula_timeout = Float(
+        help="Seconds preparing a plot (reading its columns, computing derived columns and filters) may "
+        "take before the student gets a message instead. The work runs in a worker thread, so the page "
+        "and other sessions stay responsive meanwhile (env NEBULAHUB_FORMULA_TIMEOUT, default 20).",
+    ).tag(config=True)
+
     @default("data_roots")
     def _default_roots(self):
         raw = os.environ.get("NEBULAHUB_DATA_ROOTS", "")
@@ -73,6 +88,10 @@ class PlotAppConfig(Configurable):
     @default("cache_dir")
     def _default_cache(self):
         return os.environ.get("NEBULAHUB_CACHE_DIR") or str(Path(self.home) / ".cache" / "nebulahub" / "plot")
+
+    @default("formula_timeout")
+    def _default_formula_timeout(self):
+        return _env_float("NEBULAHUB_FORMULA_TIMEOUT", 20.0)
 
     @default("home")
     def _default_home(self):

@@ -55,9 +55,14 @@ def parse(formula: str, columns=None, text_columns=()) -> ast.expr:
         raise FormulaError("The formula must be one line of arithmetic, without line breaks or '#' comments.")
     try:
         tree = ast.parse(text, mode="eval").body
+    except (RecursionError, MemoryError):
+        raise FormulaError("The formula is nested too deeply.") from None
     except SyntaxError as exc:
         raise FormulaError(f"The formula is not valid: {exc.msg} (at character {exc.offset}).") from None
-    _check(tree, None if columns is None else set(columns), set(text_columns))
+    try:
+        _check(tree, None if columns is None else set(columns), set(text_columns))
+    except RecursionError:
+        raise FormulaError("The formula is nested too deeply.") from None
     return tree
 
 
@@ -101,29 +106,61 @@ def _check(node: ast.AST, columns: set[str] | None, text: set[str]) -> None:
 
 
 def evaluate(formula: str, frame: Mapping) -> np.ndarray:
-    """Value of ``formula`` for every row of ``frame`` (a DataFrame or a dict of arrays)."""
+    """Value of ``formula`` for every row of ``frame`` (a DataFrame or a dict of arrays).
+
+    Bounded by construction: numbers are float64, so ``9**9**9`` overflows (a sentence) instead
+    of building an integer with millions of digits; only number columns may be used, so no string
+    is ever repeated; every step is one array of the table's length. Where a column is involved,
+    log(0) or 1/0 give inf/nan like in a spreadsheet; a part made of numbers only that overflows
+    or divides by zero is a mistake and is reported.
+    """
     columns = list(frame.keys())
-    tree = parse(formula, columns)
-    with np.errstate(all="ignore"):  # log(0), 1/0 give inf/nan like in a spreadsheet
-        try:
-            result = _eval(tree, frame)
-        except (TypeError, ValueError) as exc:
-            raise FormulaError(f"The formula cannot be computed: {exc}") from None
+    numeric = [c for c in columns if _holds_numbers(frame[c])]
+    tree = parse(formula, numeric, [c for c in columns if c not in numeric])
     n = len(frame) if hasattr(frame, "index") else (len(frame[columns[0]]) if columns else 1)
-    return np.broadcast_to(np.asarray(result, dtype=float), (n,)).copy() if np.ndim(result) == 0 else np.asarray(result)
+    try:
+        with np.errstate(all="ignore"):
+            result = np.asarray(_eval(tree, frame))
+    except FormulaError:
+        raise
+    except ZeroDivisionError:
+        raise FormulaError("The formula divides by zero.") from None
+    except OverflowError:
+        raise FormulaError("The formula's numbers are too large for a 64-bit number.") from None
+    except MemoryError:
+        raise FormulaError("Computing the formula needs more memory than is available; "
+                           "use fewer rows (a filter) or a simpler formula.") from None
+    except RecursionError:
+        raise FormulaError("The formula is nested too deeply.") from None
+    except (TypeError, ValueError) as exc:
+        raise FormulaError(f"The formula cannot be computed: {exc}") from None
+    if result.ndim == 0:
+        return np.full(n, result, dtype=float)
+    if result.ndim != 1 or len(result) != n:
+        raise FormulaError("The formula must give one number per row.")
+    if result.dtype.kind not in "biuf":
+        raise FormulaError("The formula does not give numbers.")
+    return result
+
+
+def _holds_numbers(values) -> bool:
+    try:
+        return np.dtype(values.dtype).kind in "biuf"
+    except (TypeError, AttributeError):  # pandas' own dtypes (strings): look at the values
+        return np.asarray(values).dtype.kind in "biuf"
 
 
 def _eval(node: ast.AST, frame: Mapping):
     if isinstance(node, ast.Constant):
-        return node.value
+        return np.float64(node.value)  # never a Python int: 7**7**8 must overflow, not run for hours
     if isinstance(node, ast.Name):
         if node.id in CONSTANTS and node.id not in frame:
-            return CONSTANTS[node.id]
+            return np.float64(CONSTANTS[node.id])
         return np.asarray(frame[node.id])
     if isinstance(node, ast.BinOp):
-        return _BINARY[type(node.op)](_eval(node.left, frame), _eval(node.right, frame))
+        return _apply(node, _BINARY[type(node.op)], _eval(node.left, frame), _eval(node.right, frame))
     if isinstance(node, ast.UnaryOp):
-        return _UNARY[type(node.op)](_eval(node.operand, frame))
+        return _apply(node, _UNARY[type(node.op)], _eval(node.operand, frame))
     if isinstance(node, ast.Compare):
         left, result = _eval(node.left, frame), True
         for op, comp in zip(node.ops, node.comparators):
@@ -132,8 +169,22 @@ def _eval(node: ast.AST, frame: Mapping):
             left = right
         return result
     if isinstance(node, ast.Call):
-        return FUNCTIONS[node.func.id](*[_eval(a, frame) for a in node.args])
+        return _apply(node, FUNCTIONS[node.func.id], *[_eval(a, frame) for a in node.args])
     raise FormulaError("Internal error: unchecked formula node.")  # parse() rejects everything else
+
+
+def _apply(node: ast.AST, function: Callable, *args):
+    """``function(*args)``; when all are single numbers, overflow and division by zero are errors."""
+    if any(np.ndim(a) for a in args):
+        return function(*args)
+    with np.errstate(over="raise", divide="raise", invalid="ignore"):
+        try:
+            return function(*args)
+        except FloatingPointError as exc:
+            if "overflow" in str(exc):
+                raise FormulaError(f"'{ast.unparse(node)}' is too large for a 64-bit number "
+                                   "(more than about 1.8e308).") from None
+            raise FormulaError(f"'{ast.unparse(node)}' divides by zero.") from None
 
 
 def to_numpy_source(formula: str, columns, frame_name: str = "df") -> str:

@@ -16,6 +16,7 @@ import json
 import keyword
 import math
 import unicodedata
+from copy import deepcopy
 from dataclasses import dataclass
 
 import param
@@ -123,6 +124,12 @@ class PlotSpec(param.Parameterized):
     def available_columns(self, columns: FileColumns) -> list[str]:
         """Numeric columns after renames, then derived ones: what the column selectors offer."""
         return [self.rename.get(c) or c for c in columns.numeric] + list(self.derived)
+
+    def snapshot(self) -> "PlotSpec":
+        """A detached copy, for work in another thread while the student keeps changing the plot."""
+        copy = PlotSpec()
+        copy.param.update(**{k: deepcopy(getattr(self, k)) for k in self.param if k != "name"})
+        return copy
 
     def needs_y(self) -> bool:
         return self.kind != "hist"

@@ -92,7 +92,9 @@ def test_renamed_columns_are_offered_for_plotting(app):
 
 def test_the_app_is_registered_with_jupyter_server_proxy():
     entry = setup_plot_app()
-    assert "{port}" in entry["command"] and "{base_url}nebulahub-plot" in entry["command"]
+    # a private Unix socket, never a TCP port another local account could reach
+    assert entry["unix_socket"] is True and "{unix_socket}" in entry["command"]
+    assert "{port}" not in entry["command"] and "{base_url}nebulahub-plot" in entry["command"]
     assert entry["absolute_url"] is True
     assert entry["launcher_entry"]["title"] == "Plot data"
     assert Path(entry["launcher_entry"]["icon_path"]).read_text().startswith("<svg")
@@ -182,3 +184,66 @@ def test_a_saved_configuration_that_does_not_fit_the_file_is_refused_with_the_fi
     assert app.error.visible and "no column 'energy'" in app.error.object
     _plot(app, "good.txt")  # still usable
     assert not app.error.visible
+
+
+def test_formulas_that_would_freeze_the_server_give_a_sentence_and_the_app_stays_usable(app, tmp_path):
+    import json
+    import time
+    from types import SimpleNamespace
+    _plot(app, "good.txt")
+    for formula, message in [("9**9**9", "too large"), ("7**7**8", "too large"), ("q1 + 1 / 0", "divides by zero")]:
+        app.derived_name.value, app.derived_formula.value = "r", formula
+        app._guard(app._add_derived)
+        assert not app.error.visible, app.error.object
+        start = time.monotonic()
+        app.spec.y = "r"
+        assert app.error.visible and message in app.error.object
+        assert time.monotonic() - start < 5
+        app._guard(app._clear_extras)
+        assert not app.error.visible and app.spec.y == "q1" and len(app.frame) == 400  # usable again
+    (tmp_path / "mixed.csv").write_text("t,name,q\n" + "".join(f"{i},word{i},{i * 2}\n" for i in range(50)))
+    config = {"version": 1, "root": str(tmp_path), "path": "mixed.csv", "kind": "scatter", "x": "t", "y": "s",
+              "derived": {"s": "name * 100000000"}}
+    asyncio.run(app._load_config(SimpleNamespace(new=json.dumps(config).encode())))
+    assert app.error.visible and "holds text" in app.error.object
+    _plot(app, "good.txt")
+    assert not app.error.visible
+
+
+def test_plot_preparation_runs_off_the_event_loop_within_the_admin_time_limit(tmp_path, monkeypatch):
+    import time
+
+    from panel_apps.dataset import DataSource
+    sample_data(["--out", str(tmp_path / "good.txt"), "--rows", "400"])
+    app = PlotApp(PlotAppConfig(home=str(tmp_path), data_roots=[], formula_timeout=0.5))
+    _plot(app, "good.txt")
+    real_table = DataSource.table
+
+    def slow_table(self, spec):  # a formula over many rows on a busy server
+        time.sleep(2)
+        return real_table(self, spec)
+
+    monkeypatch.setattr(DataSource, "table", slow_table)
+
+    async def student_changes_the_y_column():
+        loop, ticks = asyncio.get_running_loop(), 0
+        start = loop.time()
+        app.spec.y = "q2"
+        while not app.error.visible and loop.time() - start < 5:
+            await asyncio.sleep(0.05)  # other sessions' work: runs only if the loop is free
+            ticks += 1
+        return ticks, loop.time() - start
+
+    ticks, elapsed = asyncio.run(student_changes_the_y_column())
+    assert app.error.visible and "longer than 0.5 s" in app.error.object
+    assert elapsed < 1.5 and ticks >= 5
+    monkeypatch.setattr(DataSource, "table", real_table)
+    app.spec.y = "q3"
+    assert not app.error.visible and app.frame.columns.tolist() == ["t", "q3"]
+
+
+def test_admin_limits_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("NEBULAHUB_FORMULA_TIMEOUT", "3.5")
+    assert PlotAppConfig().formula_timeout == 3.5
+    monkeypatch.delenv("NEBULAHUB_FORMULA_TIMEOUT")
+    assert PlotAppConfig().formula_timeout == 20

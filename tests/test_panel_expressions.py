@@ -72,3 +72,64 @@ def test_a_formula_is_one_line_without_comments():
 
 def test_referenced_columns():
     assert referenced_columns("q2 * t + q2", ["q1", "q2", "t"]) == ["q2", "t"]
+
+
+def _evaluate_in_a_child(formula: str, frame_code: str, seconds: float = 10.0):
+    """(message, elapsed) of evaluating ``formula`` in a child process with 2 GB of memory at most.
+
+    A child, because a formula that builds a 10**800000000 integer or a gigabyte string would
+    freeze or exhaust this test process; the child is killed after ``seconds``.
+    """
+    import resource
+    import subprocess
+    import sys
+    import time
+    code = ("import sys, pandas as pd\n"
+            "from panel_apps.expressions import FormulaError, evaluate\n"
+            f"frame = {frame_code}\n"
+            "try:\n    evaluate(sys.argv[1], frame)\n    print('no error')\n"
+            "except FormulaError as exc:\n    print(exc)\n")
+
+    def limit_memory():
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    start = time.monotonic()
+    try:
+        done = subprocess.run([sys.executable, "-c", code, formula], capture_output=True, text=True,
+                              timeout=seconds, preexec_fn=limit_memory)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"evaluating {formula!r} did not finish within {seconds} s")
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip(), time.monotonic() - start
+
+
+@pytest.mark.parametrize("formula, message", [
+    ("9**9**9", "too large"),
+    ("7**7**8", "too large"),
+    ("q1 + 9**9**9", "too large"),
+    ("q1 * exp(1000)", "too large"),
+    ("q1 + 1 / 0", "divides by zero"),
+    ("name * 100000000", "holds text"),
+    ("(name + name) * 10**8", "holds text"),
+])
+def test_formulas_that_would_freeze_or_exhaust_the_server_give_a_sentence_quickly(formula, message):
+    frame = "pd.DataFrame({'q1': [1.0] * 10, 'name': ['abc'] * 10})"
+    text, elapsed = _evaluate_in_a_child(formula, frame)
+    assert message in text, text
+    assert elapsed < 8
+
+
+def test_out_of_memory_while_computing_gives_a_sentence(monkeypatch):
+    from panel_apps import expressions
+
+    def exhausted(*args):
+        raise MemoryError()
+
+    monkeypatch.setitem(expressions.FUNCTIONS, "sqrt", exhausted)
+    with pytest.raises(FormulaError, match="more memory"):
+        evaluate("sqrt(q1)", FRAME)
+
+
+def test_a_formula_gives_one_number_per_row():
+    assert evaluate("1 < 2", FRAME).tolist() == [1.0, 1.0, 1.0]
+    assert evaluate("2 ** -1", FRAME).tolist() == [0.5] * 3  # numbers are float64, never Python integers

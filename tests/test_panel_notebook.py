@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from panel_apps.dataset import DataSource
 from panel_apps.export import notebook_source
+from panel_apps.expressions import FormulaError
 from panel_apps.spec import KINDS, PlotSpec
 
 FILE_COLUMNS = ["t", "q1", "q2", "e", "label"]  # 'e' is a column here, not Euler's number
@@ -137,7 +138,11 @@ def check_notebook(data, spec: PlotSpec, mode: str) -> None:
     for src in code[:-1]:  # everything but the plotting cell
         exec(compile(src, "<notebook>", "exec"), namespace)
     notebook_df = namespace["df"]
-    expected = source.table(saved)
+    try:
+        expected = source.table(saved)
+    except FormulaError as exc:  # e.g. exp(1e3) ** 2: the app refuses with a sentence, nothing to compare
+        assert "too large" in str(exc) or "divides by zero" in str(exc), exc
+        return
     assert len(notebook_df) == len(expected)
     for column in saved.used_columns():
         np.testing.assert_allclose(np.asarray(notebook_df[column], dtype=float),

@@ -1,10 +1,15 @@
-"""Start the plot app's Panel server: ``python -m panel_apps.launcher --port N --prefix /user/x/nebulahub-plot``.
+"""Start the plot app's Panel server: ``python -m panel_apps.launcher --unix-socket PATH --prefix /user/x/nebulahub-plot``.
 
-jupyter-server-proxy runs this (see :mod:`panel_apps.serverproxy`) with the port it picked and
-the full URL prefix, and forwards requests *without* stripping the prefix (``absolute_url``), so
-Bokeh's static files and websocket live under the same ``/user/<name>/nebulahub-plot/`` path the
-browser uses. Listening only on 127.0.0.1 keeps the app behind the Jupyter server's login; that
-is also why any websocket origin may be accepted (the public host name is not known here).
+jupyter-server-proxy runs this (see :mod:`panel_apps.serverproxy`) with a Unix socket in a
+private temporary folder and the full URL prefix, and forwards requests *without* stripping the
+prefix (``absolute_url``), so Bokeh's static files and websocket live under the same
+``/user/<name>/nebulahub-plot/`` path the browser uses.
+
+The app is reachable only through the user's authenticated single-user server: the socket is
+0600 in a 0700 folder (no other account can connect), there is no TCP port any local process
+could reach, websockets are accepted only from the hub's public origins
+(``$NEBULAHUB_PUBLIC_ORIGINS``, set by the spawner), and Bokeh session ids are signed with a
+secret made for this launch, so a self-made session token is refused.
 Numba kernels are compiled in a background thread right after start-up, so the page appears
 immediately and the first rasterized plot does not pay the compile time.
 """
@@ -12,16 +17,24 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import secrets
 import sys
 
 import panel as pn
 
 
+def allowed_origins() -> list[str]:
+    """``host:port`` origins the browser may open the app's websocket from."""
+    return [o for o in os.environ.get("NEBULAHUB_PUBLIC_ORIGINS", "").split() if o]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and serve until stopped."""
     parser = argparse.ArgumentParser(prog="python -m panel_apps.launcher")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--address", default="127.0.0.1")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--unix-socket", help="listen on this Unix socket (what the hub uses)")
+    where.add_argument("--port", type=int, help="listen on 127.0.0.1:PORT (development only)")
     parser.add_argument("--prefix", default="", help="URL prefix, e.g. /user/alice/nebulahub-plot")
     parser.add_argument("--no-warm", action="store_true", help="skip the numba warm-up (tests)")
     args = parser.parse_args(argv)
@@ -32,9 +45,18 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_warm:
         start_warm_up()
     prefix = "/" + args.prefix.strip("/") if args.prefix.strip("/") else ""
-    pn.serve({"/": create_app}, port=args.port, address=args.address, prefix=prefix,
-             websocket_origin="*", show=False, start=True, title="Plot data",
-             websocket_max_message_size=64 * 1024 * 1024)
+    listen = ({"unix_socket": args.unix_socket} if args.unix_socket
+              else {"port": args.port, "address": "127.0.0.1"})
+    origins = allowed_origins() or (["127.0.0.1:*", "localhost:*"] if args.port else [])
+    if args.unix_socket and not origins:
+        logging.getLogger(__name__).warning(
+            "No public origin of the hub is known (NEBULAHUB_PUBLIC_ORIGINS): browsers cannot "
+            "open the app's websocket. Set JupyterHub.public_url.")
+    # signed session ids (a secret made for this launch): only sessions this server made can
+    # open a websocket
+    pn.serve({"/": create_app}, prefix=prefix, websocket_origin=origins, show=False,
+             start=True, title="Plot data", websocket_max_message_size=64 * 1024 * 1024,
+             sign_sessions=True, secret_key=secrets.token_urlsafe(32), **listen)
     return 0
 
 

@@ -3,6 +3,8 @@
 The app then lives at ``/user/<name>/nebulahub-plot/`` behind the single-user server's login and
 shows as "Plot data" in the JupyterLab launcher. A profile can make it the landing page by setting
 the spawner's ``default_url`` to ``/nebulahub-plot/`` (e.g. for a "Student" profile).
+The Panel server listens on a Unix socket jupyter-server-proxy makes in a private folder, never on
+a TCP port: only the user's authenticated server can reach it (see :mod:`panel_apps.launcher`).
 Admin knobs reach the app as environment variables, see :mod:`panel_apps.config`.
 """
 from __future__ import annotations
@@ -16,8 +18,9 @@ ICON = Path(__file__).with_name("plot-icon.svg")
 def setup_plot_app() -> dict:
     """The server process description jupyter-server-proxy expects."""
     return {
-        "command": [sys.executable, "-m", "panel_apps.launcher", "--port", "{port}",
+        "command": [sys.executable, "-m", "panel_apps.launcher", "--unix-socket", "{unix_socket}",
                     "--prefix", "{base_url}nebulahub-plot"],
+        "unix_socket": True,
         # keep the prefix in forwarded paths: the Panel server is started with the same --prefix
         "absolute_url": True,
         "timeout": 60,

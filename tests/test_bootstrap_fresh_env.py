@@ -26,7 +26,8 @@ def test_bootstrap_builds_a_fresh_environment_when_the_image_has_none(nethosts, 
         c.OpenNebulaSpawner.singleuser_packages = {json.dumps(requirements())}
         c.OpenNebulaSpawner.pip_args = ["--no-index", "--find-links", "{wheels}"]
         c.OpenNebulaSpawner.profiles = [{{"slug": "notebook", "name": "Notebook"}}]
-        c.SshProvider.host = "{host.user}@{host.ip}"
+        c.SshProvider.host = "{host.ip}"
+        c.SshProvider.username_template = "{host.user}"  # the one test login of the host
         c.SshProvider.key_file = "{tmp_path}/k"
     """)
     hub.start()

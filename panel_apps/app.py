@@ -26,7 +26,7 @@ from panel_apps.dataset import DataSource
 from panel_apps.export import view_png, write_notebook
 from panel_apps.expressions import FormulaError
 from panel_apps.loaders import LoadError
-from panel_apps.paths import AllowedRoots, PathRefused
+from panel_apps.paths import AllowedRoots, OpenedFile, PathRefused
 from panel_apps.spec import PlotSpec
 
 log = logging.getLogger(__name__)
@@ -172,18 +172,18 @@ class PlotApp(param.Parameterized):
         self.status = f"{len(files)} data files in {self.root_select.value}." if files else \
             f"No data files found in {self.root_select.value}; type a path instead."
 
-    def _reader_options(self, path: Path) -> dict | None:
+    def _reader_options(self, opened: OpenedFile) -> dict | None:
         """None to sniff everything, else the student's overrides (separator, header, table)."""
-        same_file = self.source is not None and self.source.path == path
+        same_file = self.source is not None and self.source.path == opened.real
         choice = self.table_choice.value if same_file and self.table_choice.visible else None
         if choice:
             return {"dataset": choice} if self.source.format == "hdf5" else {"tree": choice}
         if self.delimiter.value == "auto" and self.header.value == "auto":
             return None
         from panel_apps.loaders import detect_format, sniff_text
-        if detect_format(path) != "text":
+        if detect_format(opened) != "text":
             return None
-        opts = sniff_text(path).to_dict()
+        opts = sniff_text(opened).to_dict()
         if self.delimiter.value != "auto":
             opts["delimiter"] = DELIMITERS[self.delimiter.value]
         if self.header.value != "auto":
@@ -191,19 +191,25 @@ class PlotApp(param.Parameterized):
             opts["names"] = [] if opts["header"] else opts["names"]
         return opts
 
-    def _chosen_path(self) -> Path:
-        return self.roots.resolve(self.root_select.value, self.path_input.value)
-
     def _preview(self) -> None:
-        path = self._chosen_path()
-        self._open(path, self._reader_options(path))
+        opened = self.roots.open(self.root_select.value, self.path_input.value)
+        try:
+            options = self._reader_options(opened)
+        except BaseException:
+            opened.close()
+            raise
+        self._open(opened, options)
         self.spec.param.update(root=self.root_select.value, path=self.path_input.value.strip(), rename={},
                                derived={}, filters=[])
 
-    def _open(self, path: Path, options: dict | None) -> None:
+    def _open(self, opened: OpenedFile, options: dict | None) -> None:
+        """Show the preview of the opened file; this app then owns (and later closes) it."""
         self.load_button.disabled = True
-        source = DataSource(path, options)
-        self.source, self.frame = source, None
+        source = DataSource(opened, options)
+        previous, self.source, self.frame = self.source, source, None
+        self._plots_started += 1  # a replot of the previous file still running must not draw
+        if previous is not None:
+            previous.close()
         self.preview_pane.object = source.preview.frame
         rows = f"{source.total_rows:,} rows" if source.total_rows is not None else "rows counted when loaded"
         non_numeric = [c for c in source.preview.frame.columns if c not in source.numeric_columns]
@@ -211,7 +217,7 @@ class PlotApp(param.Parameterized):
         self.types_pane.object = (f"{source.format} file, {rows}. Columns: {types}"
                                   + (f"  \n(Not numbers, cannot be plotted: {', '.join(non_numeric)})" if non_numeric else ""))
         if not source.numeric_columns:
-            raise LoadError(f"'{path.name}' has no numeric columns to plot.")
+            raise LoadError(f"'{opened.name}' has no numeric columns to plot.")
         self.table_choice.options = source.preview.choices
         self.table_choice.visible = bool(source.preview.choices)
         self.rename_box.objects = [pn.widgets.TextInput(label=c, value=c, width=150)
@@ -220,7 +226,7 @@ class PlotApp(param.Parameterized):
         self.rename_button.visible = True
         self.spec.reader = dict(source.options)
         self.load_button.disabled = False
-        self.status = f"Preview of {path.name}: check the columns, rename them if you like, then press 'Load and plot'."
+        self.status = f"Preview of {opened.name}: check the columns, rename them if you like, then press 'Load and plot'."
 
     def _apply_renames(self) -> None:
         fields = self.rename_box.objects[0].objects if self.rename_box.objects else []
@@ -282,12 +288,17 @@ class PlotApp(param.Parameterized):
             return
         self._plots_started += 1
         ticket = self._plots_started
-        frame = await self._prepare_table(spec.snapshot())
+        try:
+            frame = await self._prepare_table(self.source, spec.snapshot())
+        except Exception:
+            if ticket == self._plots_started:
+                raise
+            return  # outdated (e.g. its file was closed meanwhile): the newer replot reports
         if ticket != self._plots_started:
             return  # the student changed the plot meanwhile: the newer replot draws
         self._draw(frame)
 
-    async def _prepare_table(self, spec: PlotSpec):
+    async def _prepare_table(self, source: DataSource, spec: PlotSpec):
         """The plotted table, built in a worker thread (formulas, reading columns) within the admin's limit.
 
         A Python thread cannot be stopped: after the limit the work finishes in the background
@@ -295,7 +306,7 @@ class PlotApp(param.Parameterized):
         """
         limit = self.config.formula_timeout
         try:
-            return await asyncio.wait_for(asyncio.to_thread(self.source.table, spec), timeout=limit)
+            return await asyncio.wait_for(asyncio.to_thread(source.table, spec), timeout=limit)
         except asyncio.TimeoutError:
             raise ValueError(f"Preparing the plot took longer than {limit:g} s, the limit set by your admin; "
                              "use simpler formulas or filter rows.") from None
@@ -412,13 +423,13 @@ class PlotApp(param.Parameterized):
         if not event.new:
             return
         saved = self._guard(PlotSpec.from_json, event.new)
-        path = saved and self._guard(self.roots.resolve, saved.root, saved.path)
-        if not path:
+        opened = saved and self._guard(self.roots.open, saved.root, saved.path)
+        if not opened:
             return
         self.root_select.value, self.path_input.value = saved.root, saved.path
         self._quiet = True
         try:
-            if self._guard(self._open, path, saved.reader) is None and self.error.visible:
+            if self._guard(self._open, opened, saved.reader) is None and self.error.visible:
                 return
             if self._guard(saved.check, self.source.file_columns()) is None:
                 return  # the saved choices do not fit this file (the error says which)

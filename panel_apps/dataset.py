@@ -6,6 +6,8 @@ and applies the spec's renames, derived columns and row filters in :meth:`DataSo
 """
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -14,19 +16,31 @@ import pandas as pd
 from . import expressions
 from .ingest import ensure_parquet
 from .loaders import LoadError, Preview, TextOptions, preview, read_columns
+from .paths import OpenedFile
 from .spec import FileColumns
 
 
 class DataSource:
-    """A previewed file; heavy reading happens in :meth:`prepare` and :meth:`table`."""
+    """A previewed file; heavy reading happens in :meth:`prepare` and :meth:`table`.
 
-    def __init__(self, path: Path, options: dict | None = None, preview_rows: int = 20):
-        self.path = Path(path)
-        self.preview: Preview = preview(self.path, options, preview_rows)
+    ``source`` is an :class:`~panel_apps.paths.OpenedFile` (the app opens files through the
+    allowed roots) or a path; every read goes through the opened descriptor, which this object
+    owns: :meth:`close` it when the student opens another file.
+    """
+
+    def __init__(self, source: OpenedFile | Path, options: dict | None = None, preview_rows: int = 20):
+        self.file = source if isinstance(source, OpenedFile) else OpenedFile.open(source)
+        self.path = self.file.real
+        try:
+            self.preview: Preview = preview(self.file, options, preview_rows)
+        except BaseException:
+            self.file.close()
+            raise
         self.options = self.preview.options
         self.format = self.preview.format
-        self.parquet: Path | None = self.path if self.format == "parquet" else None
+        self.parquet: OpenedFile | Path | None = self.file if self.format == "parquet" else None
         self._columns: dict[str, np.ndarray] = {}
+        self._reading = threading.Lock()  # replots run in worker threads; read each column once
         self.total_rows = self.preview.total_rows
         self.ready = self.format != "text"  # text files need prepare() (conversion) first
 
@@ -37,11 +51,11 @@ class DataSource:
     def prepare(self, cache_dir: Path, progress=None) -> None:
         """Convert a text file to the Parquet cache (no-op for the binary formats)."""
         if self.format == "text":
-            self.parquet = ensure_parquet(self.path, TextOptions.from_dict(self.options), self.numeric_columns,
+            self.parquet = ensure_parquet(self.file, TextOptions.from_dict(self.options), self.numeric_columns,
                                           Path(cache_dir), progress)
         if self.parquet is not None:
             import pyarrow.parquet as pq
-            self.total_rows = pq.ParquetFile(self.parquet).metadata.num_rows
+            self.total_rows = pq.ParquetFile(os.fspath(self.parquet)).metadata.num_rows
         elif progress:
             progress(1.0, self.total_rows or 0)
         self.ready = True
@@ -50,17 +64,22 @@ class DataSource:
         """Whole columns by original name, read once and kept in memory."""
         if not self.path.exists():
             raise LoadError(f"'{self.path.name}' was deleted or moved while you were plotting; open it again.")
-        missing = [n for n in names if n not in self._columns]
-        if missing:
-            if self.parquet is not None:
-                frame = read_columns(self.parquet, "parquet", {}, missing)
-            elif self.format == "text":
-                raise LoadError("The file has not been converted yet; press 'Load'.")
-            else:
-                frame = read_columns(self.path, self.format, self.options, missing)
-            for n in missing:
-                self._columns[n] = frame[n].to_numpy()
-        return {n: self._columns[n] for n in names}
+        with self._reading:
+            missing = [n for n in names if n not in self._columns]
+            if missing:
+                if self.parquet is not None:
+                    frame = read_columns(self.parquet, "parquet", {}, missing)
+                elif self.format == "text":
+                    raise LoadError("The file has not been converted yet; press 'Load'.")
+                else:
+                    frame = read_columns(self.file, self.format, self.options, missing)
+                for n in missing:
+                    self._columns[n] = frame[n].to_numpy()
+            return {n: self._columns[n] for n in names}
+
+    def close(self) -> None:
+        """Close the file (the student opened another one)."""
+        self.file.close()
 
     def file_columns(self) -> FileColumns:
         """All columns of the file and the numeric ones, for the configuration rules."""

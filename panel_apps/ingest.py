@@ -22,7 +22,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .loaders import LoadError, TextOptions, parser_error_detail
+from .loaders import LoadError, TextOptions, _name, parser_error_detail
 
 ProgressCallback = Callable[[float, int], None]  # (fraction of bytes read, rows converted so far)
 
@@ -46,12 +46,13 @@ class _CountingReader:
         return getattr(self._fh, name)
 
 
-def cache_path(source: Path, options: TextOptions, cache_dir: Path) -> Path:
+def cache_path(source, options: TextOptions, cache_dir: Path) -> Path:
     """Where the Parquet copy of ``source`` lives; changes when the file or the options change."""
-    st = source.stat()
-    key = json.dumps([os.path.realpath(source), st.st_size, st.st_mtime_ns, options.to_dict()], sort_keys=True)
+    st = os.stat(source)
+    real = str(getattr(source, "real", None) or os.path.realpath(source))
+    key = json.dumps([real, st.st_size, st.st_mtime_ns, options.to_dict()], sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
-    return Path(cache_dir) / f"{source.stem[:40]}-{digest}.parquet"
+    return Path(cache_dir) / f"{Path(_name(source)).stem[:40]}-{digest}.parquet"
 
 
 def ensure_parquet(source: Path, options: TextOptions, numeric: list[str] | None, cache_dir: Path,
@@ -62,11 +63,10 @@ def ensure_parquet(source: Path, options: TextOptions, numeric: list[str] | None
     Raises :class:`LoadError` with a readable message for ragged rows, text in a number column,
     a vanished or unreadable file.
     """
-    source = Path(source)
     try:
         target = cache_path(source, options, cache_dir)
     except FileNotFoundError:
-        raise LoadError(f"'{source.name}' does not exist (any more): was it deleted or moved?") from None
+        raise LoadError(f"'{_name(source)}' does not exist (any more): was it deleted or moved?") from None
     if target.exists():
         if progress:
             progress(1.0, pq.ParquetFile(target).metadata.num_rows)
@@ -81,8 +81,9 @@ def ensure_parquet(source: Path, options: TextOptions, numeric: list[str] | None
     return target
 
 
-def _convert(source: Path, options: TextOptions, numeric, tmp: Path, progress, chunk_rows: int) -> None:
-    size = max(1, source.stat().st_size)
+def _convert(source, options: TextOptions, numeric, tmp: Path, progress, chunk_rows: int) -> None:
+    size = max(1, os.stat(source).st_size)
+    name = _name(source)
     kwargs = options.pandas_kwargs()
     if numeric is not None:
         names = options.names or None
@@ -126,19 +127,19 @@ def _convert(source: Path, options: TextOptions, numeric, tmp: Path, progress, c
                 if progress:
                     progress(min(1.0, counting.bytes_read / size), rows)
     except pd.errors.ParserError as exc:
-        raise LoadError(f"'{source.name}' has rows with different numbers of values: {parser_error_detail(exc)}") from None
+        raise LoadError(f"'{name}' has rows with different numbers of values: {parser_error_detail(exc)}") from None
     except ValueError as exc:
-        raise LoadError(f"'{source.name}' has text where numbers were expected near row {rows + 1:,}: {exc}") from None
+        raise LoadError(f"'{name}' has text where numbers were expected near row {rows + 1:,}: {exc}") from None
     except FileNotFoundError:
-        raise LoadError(f"'{source.name}' does not exist (any more): was it deleted or moved?") from None
+        raise LoadError(f"'{name}' does not exist (any more): was it deleted or moved?") from None
     except PermissionError:
-        raise LoadError(f"You are not allowed to read '{source.name}' (file permissions).") from None
+        raise LoadError(f"You are not allowed to read '{name}' (file permissions).") from None
     finally:
         chunks.put(None)
         writer_thread.join()
     if failure:
-        raise LoadError(f"Could not write the cache for '{source.name}': {failure[0]}")
+        raise LoadError(f"Could not write the cache for '{name}': {failure[0]}")
     if rows == 0:
-        raise LoadError(f"'{source.name}' has zero data rows.")
+        raise LoadError(f"'{name}' has zero data rows.")
     if progress:
         progress(1.0, rows)

@@ -4,9 +4,14 @@ Two steps, cheap first: :func:`preview` reads only the first rows (plus metadata
 sees column names and types before anything heavy happens; :func:`read_columns` reads whole
 columns of the binary formats (text files go through :mod:`panel_apps.ingest` into Parquet first).
 Every failure a user can cause is a :class:`LoadError` carrying a sentence to show in the app.
+
+Each function takes a path or an already opened :class:`~panel_apps.paths.OpenedFile`; readers
+get ``os.fspath(source)`` (for an opened file its descriptor's ``/proc/self/fd`` path) and
+messages use ``source.name``, the name the student knows.
 """
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -75,12 +80,16 @@ class Preview:
         return {c: str(t) for c, t in self.frame.dtypes.items()}
 
 
+def _name(source) -> str:
+    """The file name the student knows, for messages."""
+    return source.name if hasattr(source, "name") else Path(source).name
+
+
 def detect_format(path: Path) -> str:
     """'parquet', 'hdf5', 'root' or 'text', from the file's first bytes; LoadError otherwise."""
-    path = Path(path)
     head = _read_head(path, SNIFF_BYTES)
     if not head:
-        raise LoadError(f"'{path.name}' is empty (0 bytes).")
+        raise LoadError(f"'{_name(path)}' is empty (0 bytes).")
     if head[:4] == b"PAR1":
         return "parquet"
     if head[:8] == b"\x89HDF\r\n\x1a\n":
@@ -89,7 +98,7 @@ def detect_format(path: Path) -> str:
         return "root"
     sample = head[:65536]
     if b"\x00" in sample or _binary_fraction(sample) > 0.05:
-        raise LoadError(f"'{path.name}' is not a text table nor a Parquet, HDF5 or ROOT file "
+        raise LoadError(f"'{_name(path)}' is not a text table nor a Parquet, HDF5 or ROOT file "
                         "(it looks like binary data).")
     return "text"
 
@@ -101,22 +110,23 @@ def _binary_fraction(data: bytes) -> float:
 
 
 def _read_head(path: Path, n: int) -> bytes:
+    name = _name(path)
     try:
         with open(path, "rb") as fh:
             return fh.read(n)
     except FileNotFoundError:
-        raise LoadError(f"'{path.name}' does not exist (any more): was it deleted or moved?") from None
+        raise LoadError(f"'{name}' does not exist (any more): was it deleted or moved?") from None
     except IsADirectoryError:
-        raise LoadError(f"'{path.name}' is a folder, not a file.") from None
+        raise LoadError(f"'{name}' is a folder, not a file.") from None
     except PermissionError:
-        raise LoadError(f"You are not allowed to read '{path.name}' (file permissions).") from None
+        raise LoadError(f"You are not allowed to read '{name}' (file permissions).") from None
     except OSError as exc:
-        raise LoadError(f"'{path.name}' cannot be read: {exc.strerror or exc}.") from None
+        raise LoadError(f"'{name}' cannot be read: {exc.strerror or exc}.") from None
 
 
 def sniff_text(path: Path) -> TextOptions:
     """Guess delimiter, header and comment lines from the start of a text file."""
-    head = _read_head(Path(path), SNIFF_BYTES).decode("utf-8", errors="replace")
+    head = _read_head(path, SNIFF_BYTES).decode("utf-8", errors="replace")
     lines = head.splitlines()
     if len(head) == SNIFF_BYTES and lines:
         lines = lines[:-1]  # the last line may be cut in half
@@ -133,7 +143,7 @@ def sniff_text(path: Path) -> TextOptions:
             continue
         data_lines.append(line)
     if not data_lines:
-        raise LoadError(f"'{Path(path).name}' has no data rows (only comments or blank lines).")
+        raise LoadError(f"'{_name(path)}' has no data rows (only comments or blank lines).")
     delimiter = _guess_delimiter(data_lines[:200])
     split = (lambda s: s.split()) if delimiter is None else (lambda s: [t.strip() for t in s.split(delimiter)])
     first = split(data_lines[0])
@@ -164,29 +174,29 @@ def _guess_delimiter(lines: list[str]) -> str | None:
 
 def preview(path: Path, options: dict | None = None, rows: int = 20) -> Preview:
     """The first ``rows`` rows of ``path`` with detected names and dtypes (cheap, whatever the size)."""
-    path = Path(path)
     fmt = detect_format(path)
     reader = {"text": _preview_text, "parquet": _preview_parquet, "hdf5": _preview_hdf5, "root": _preview_root}[fmt]
     result = reader(path, dict(options or {}), rows)
     if result.frame.shape[1] == 0:
-        raise LoadError(f"'{path.name}' has no columns.")
+        raise LoadError(f"'{_name(path)}' has no columns.")
     if len(result.frame) == 0 or result.total_rows == 0:
-        raise LoadError(f"'{path.name}' has column names but zero data rows.")
+        raise LoadError(f"'{_name(path)}' has column names but zero data rows.")
     return result
 
 
 def _preview_text(path: Path, options: dict, rows: int) -> Preview:
     opts = TextOptions.from_dict(options) if options else sniff_text(path)
+    name = _name(path)
     try:
-        frame = pd.read_csv(path, nrows=rows, **opts.pandas_kwargs())
+        frame = pd.read_csv(os.fspath(path), nrows=rows, **opts.pandas_kwargs())
     except pd.errors.ParserError as exc:
-        raise LoadError(f"'{path.name}' has rows with different numbers of values: {parser_error_detail(exc)}") from None
+        raise LoadError(f"'{name}' has rows with different numbers of values: {parser_error_detail(exc)}") from None
     except pd.errors.EmptyDataError:
-        raise LoadError(f"'{path.name}' has no data rows.") from None
+        raise LoadError(f"'{name}' has no data rows.") from None
     except UnicodeDecodeError:
-        raise LoadError(f"'{path.name}' is not readable text (unknown character encoding).") from None
+        raise LoadError(f"'{name}' is not readable text (unknown character encoding).") from None
     except (OSError, ValueError) as exc:
-        raise LoadError(f"'{path.name}' cannot be read as a table: {exc}") from None
+        raise LoadError(f"'{name}' cannot be read as a table: {exc}") from None
     frame.columns = [str(c) for c in frame.columns]
     return Preview("text", frame, opts.to_dict(), None)
 
@@ -202,11 +212,11 @@ def parser_error_detail(exc: Exception) -> str:
 def _preview_parquet(path: Path, options: dict, rows: int) -> Preview:
     import pyarrow.parquet as pq
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(os.fspath(path))
         batch = next(pf.iter_batches(batch_size=rows), None)
         frame = batch.to_pandas() if batch is not None else pf.schema_arrow.empty_table().to_pandas()
     except (OSError, ValueError) as exc:
-        raise LoadError(f"'{path.name}' is a damaged Parquet file: {exc}") from None
+        raise LoadError(f"'{_name(path)}' is a damaged Parquet file: {exc}") from None
     return Preview("parquet", frame, {}, pf.metadata.num_rows)
 
 
@@ -214,7 +224,7 @@ def _hdf5_tables(path: Path) -> dict[str, tuple[int, list[str]]]:
     """Tables inside an HDF5 file: key -> (rows, columns). Pandas stores and plain h5py datasets."""
     import h5py
     found: dict[str, tuple[int, list[str]]] = {}
-    with h5py.File(path, "r") as h5:
+    with h5py.File(os.fspath(path), "r") as h5:
         def visit(name, obj):
             if not isinstance(obj, h5py.Group):
                 return
@@ -241,16 +251,16 @@ def _preview_hdf5(path: Path, options: dict, rows: int) -> Preview:
     try:
         tables = _hdf5_tables(path)
     except OSError as exc:
-        raise LoadError(f"'{path.name}' is a damaged HDF5 file: {exc}") from None
+        raise LoadError(f"'{_name(path)}' is a damaged HDF5 file: {exc}") from None
     if not tables:
-        raise LoadError(f"'{path.name}' contains no table-like data (numeric columns of equal length).")
+        raise LoadError(f"'{_name(path)}' contains no table-like data (numeric columns of equal length).")
     key = options.get("dataset") or next(iter(tables))
     if key not in tables:
-        raise LoadError(f"'{path.name}' has no table '{key}'. Tables: {', '.join(tables)}.")
+        raise LoadError(f"'{_name(path)}' has no table '{key}'. Tables: {', '.join(tables)}.")
     frame = read_hdf5(path, key, None, stop=rows)
     total = tables[key][0]
     if total < 0:
-        with pd.HDFStore(path, "r") as store:
+        with pd.HDFStore(os.fspath(path), "r") as store:
             total = store.get_storer(key).nrows
     return Preview("hdf5", frame, {"dataset": key}, total, list(tables))
 
@@ -258,6 +268,7 @@ def _preview_hdf5(path: Path, options: dict, rows: int) -> Preview:
 def read_hdf5(path: Path, key: str, columns: list[str] | None, stop: int | None = None) -> pd.DataFrame:
     """Columns of one HDF5 table (pandas store group, group of 1-D datasets, 2-D or compound dataset)."""
     import h5py
+    path = os.fspath(path)
     with h5py.File(path, "r") as h5:
         obj = h5[key]
         if isinstance(obj, h5py.Group) and "pandas_type" in obj.attrs:
@@ -287,9 +298,9 @@ def read_hdf5(path: Path, key: str, columns: list[str] | None, stop: int | None 
 def _root_trees(path: Path):
     import uproot
     try:
-        f = uproot.open(path)
+        f = uproot.open(os.fspath(path))
     except Exception as exc:  # uproot raises many kinds for damaged files
-        raise LoadError(f"'{path.name}' is a damaged ROOT file: {exc}") from None
+        raise LoadError(f"'{_name(path)}' is a damaged ROOT file: {exc}") from None
     trees = {k.split(";")[0]: k for k, cls in f.classnames().items() if cls in ("TTree", "TNtuple", "TNtupleD", "ROOT::RNTuple")}
     return f, trees
 
@@ -311,10 +322,10 @@ def _preview_root(path: Path, options: dict, rows: int) -> Preview:
     f, trees = _root_trees(path)
     with f:
         if not trees:
-            raise LoadError(f"'{path.name}' contains no TTree to plot.")
+            raise LoadError(f"'{_name(path)}' contains no TTree to plot.")
         name = options.get("tree") or next(iter(trees))
         if name not in trees:
-            raise LoadError(f"'{path.name}' has no tree '{name}'. Trees: {', '.join(trees)}.")
+            raise LoadError(f"'{_name(path)}' has no tree '{name}'. Trees: {', '.join(trees)}.")
         tree = f[trees[name]]
         branches = [b for b in _flat_branches(tree) if "/" not in b]
         if not branches:
@@ -325,13 +336,12 @@ def _preview_root(path: Path, options: dict, rows: int) -> Preview:
 
 def read_columns(path: Path, fmt: str, options: dict, columns: list[str]) -> pd.DataFrame:
     """Whole columns of a Parquet, HDF5 or ROOT file (text files are read via the Parquet cache)."""
-    path = Path(path)
-    if not path.exists():
-        raise LoadError(f"'{path.name}' does not exist (any more): was it deleted or moved?")
+    if not os.path.exists(os.fspath(path)):
+        raise LoadError(f"'{_name(path)}' does not exist (any more): was it deleted or moved?")
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq
-            return pq.read_table(path, columns=columns).to_pandas()
+            return pq.read_table(os.fspath(path), columns=columns).to_pandas()
         if fmt == "hdf5":
             return read_hdf5(path, options["dataset"], columns)
         if fmt == "root":
@@ -341,5 +351,5 @@ def read_columns(path: Path, fmt: str, options: dict, columns: list[str]) -> pd.
     except LoadError:
         raise
     except (OSError, KeyError, ValueError) as exc:
-        raise LoadError(f"'{path.name}' could not be read: {exc}") from None
+        raise LoadError(f"'{_name(path)}' could not be read: {exc}") from None
     raise LoadError(f"Unknown format {fmt!r}.")

@@ -265,7 +265,7 @@ class PlotApp(param.Parameterized):
             self.status = f"Converting… {rows:,} rows so far."
 
         try:
-            await asyncio.to_thread(self.source.prepare, self.config.cache_dir, progress)
+            await asyncio.to_thread(self.source.prepare, self.config.user_cache_dir(), progress)
         except USER_ERRORS as exc:
             self._show_error(exc)
             return False

@@ -11,13 +11,15 @@ NEBULAHUB_DATA_ROOTS               extra folders users may open, ``os.pathsep``-
                                    (the home directory is always allowed)
 NEBULAHUB_RASTERIZE_THRESHOLD      rows above which "auto" mode rasterizes (default 100000)
 NEBULAHUB_STANDARD_MAX_ROWS        rows above which standard mode is refused (default 1000000)
-NEBULAHUB_CACHE_DIR                columnar cache (default ~/.cache/nebulahub/plot)
+NEBULAHUB_CACHE_DIR                columnar cache (default ~/.cache/nebulahub/plot); may be shared,
+                                   each user converts into a private 0700 subfolder named after them
 NEBULAHUB_FORMULA_TIMEOUT          seconds a plot may take to prepare (default 20)
 =================================  ==============================================================
 """
 from __future__ import annotations
 
 import os
+import pwd
 from pathlib import Path
 
 from traitlets import Float, Integer, List, Unicode, default
@@ -61,7 +63,8 @@ class PlotAppConfig(Configurable):
 
     cache_dir = Unicode(
         help="Where text files are converted to Parquet once (env NEBULAHUB_CACHE_DIR, "
-        "default ~/.cache/nebulahub/plot).",
+        "default ~/.cache/nebulahub/plot). It may be shared by several users: each one gets a private "
+        "subfolder named after them (created 0700; a subfolder owned by someone else is refused).",
     ).tag(config=True)
 
     home = Unicode(help="The user's home; always an allowed root (default: $HOME).").tag(config=True)
@@ -96,6 +99,15 @@ class PlotAppConfig(Configurable):
     @default("home")
     def _default_home(self):
         return os.environ.get("HOME") or str(Path.home())
+
+    def user_cache_dir(self) -> Path:
+        """This user's own folder inside :attr:`cache_dir` (made private when first used)."""
+        uid = os.geteuid()
+        try:
+            user = pwd.getpwuid(uid).pw_name
+        except KeyError:  # a uid without a passwd entry (some containers)
+            user = f"uid-{uid}"
+        return Path(self.cache_dir).expanduser() / user
 
     def all_roots(self) -> list[Path]:
         """Home first, then the admin's data folders, without duplicates."""

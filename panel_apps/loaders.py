@@ -80,7 +80,7 @@ class Preview:
         return {c: str(t) for c, t in self.frame.dtypes.items()}
 
 
-def _name(source) -> str:
+def display_name(source) -> str:
     """The file name the student knows, for messages."""
     return source.name if hasattr(source, "name") else Path(source).name
 
@@ -89,7 +89,7 @@ def detect_format(path: Path) -> str:
     """'parquet', 'hdf5', 'root' or 'text', from the file's first bytes; LoadError otherwise."""
     head = _read_head(path, SNIFF_BYTES)
     if not head:
-        raise LoadError(f"'{_name(path)}' is empty (0 bytes).")
+        raise LoadError(f"'{display_name(path)}' is empty (0 bytes).")
     if head[:4] == b"PAR1":
         return "parquet"
     if head[:8] == b"\x89HDF\r\n\x1a\n":
@@ -98,7 +98,7 @@ def detect_format(path: Path) -> str:
         return "root"
     sample = head[:65536]
     if b"\x00" in sample or _binary_fraction(sample) > 0.05:
-        raise LoadError(f"'{_name(path)}' is not a text table nor a Parquet, HDF5 or ROOT file "
+        raise LoadError(f"'{display_name(path)}' is not a text table nor a Parquet, HDF5 or ROOT file "
                         "(it looks like binary data).")
     return "text"
 
@@ -110,7 +110,7 @@ def _binary_fraction(data: bytes) -> float:
 
 
 def _read_head(path: Path, n: int) -> bytes:
-    name = _name(path)
+    name = display_name(path)
     try:
         with open(path, "rb") as fh:
             return fh.read(n)
@@ -143,7 +143,7 @@ def sniff_text(path: Path) -> TextOptions:
             continue
         data_lines.append(line)
     if not data_lines:
-        raise LoadError(f"'{_name(path)}' has no data rows (only comments or blank lines).")
+        raise LoadError(f"'{display_name(path)}' has no data rows (only comments or blank lines).")
     delimiter = _guess_delimiter(data_lines[:200])
     split = (lambda s: s.split()) if delimiter is None else (lambda s: [t.strip() for t in s.split(delimiter)])
     first = split(data_lines[0])
@@ -178,15 +178,15 @@ def preview(path: Path, options: dict | None = None, rows: int = 20) -> Preview:
     reader = {"text": _preview_text, "parquet": _preview_parquet, "hdf5": _preview_hdf5, "root": _preview_root}[fmt]
     result = reader(path, dict(options or {}), rows)
     if result.frame.shape[1] == 0:
-        raise LoadError(f"'{_name(path)}' has no columns.")
+        raise LoadError(f"'{display_name(path)}' has no columns.")
     if len(result.frame) == 0 or result.total_rows == 0:
-        raise LoadError(f"'{_name(path)}' has column names but zero data rows.")
+        raise LoadError(f"'{display_name(path)}' has column names but zero data rows.")
     return result
 
 
 def _preview_text(path: Path, options: dict, rows: int) -> Preview:
     opts = TextOptions.from_dict(options) if options else sniff_text(path)
-    name = _name(path)
+    name = display_name(path)
     try:
         frame = pd.read_csv(os.fspath(path), nrows=rows, **opts.pandas_kwargs())
     except pd.errors.ParserError as exc:
@@ -216,7 +216,7 @@ def _preview_parquet(path: Path, options: dict, rows: int) -> Preview:
         batch = next(pf.iter_batches(batch_size=rows), None)
         frame = batch.to_pandas() if batch is not None else pf.schema_arrow.empty_table().to_pandas()
     except (OSError, ValueError) as exc:
-        raise LoadError(f"'{_name(path)}' is a damaged Parquet file: {exc}") from None
+        raise LoadError(f"'{display_name(path)}' is a damaged Parquet file: {exc}") from None
     return Preview("parquet", frame, {}, pf.metadata.num_rows)
 
 
@@ -251,12 +251,12 @@ def _preview_hdf5(path: Path, options: dict, rows: int) -> Preview:
     try:
         tables = _hdf5_tables(path)
     except OSError as exc:
-        raise LoadError(f"'{_name(path)}' is a damaged HDF5 file: {exc}") from None
+        raise LoadError(f"'{display_name(path)}' is a damaged HDF5 file: {exc}") from None
     if not tables:
-        raise LoadError(f"'{_name(path)}' contains no table-like data (numeric columns of equal length).")
+        raise LoadError(f"'{display_name(path)}' contains no table-like data (numeric columns of equal length).")
     key = options.get("dataset") or next(iter(tables))
     if key not in tables:
-        raise LoadError(f"'{_name(path)}' has no table '{key}'. Tables: {', '.join(tables)}.")
+        raise LoadError(f"'{display_name(path)}' has no table '{key}'. Tables: {', '.join(tables)}.")
     frame = read_hdf5(path, key, None, stop=rows)
     total = tables[key][0]
     if total < 0:
@@ -300,7 +300,7 @@ def _root_trees(path: Path):
     try:
         f = uproot.open(os.fspath(path))
     except Exception as exc:  # uproot raises many kinds for damaged files
-        raise LoadError(f"'{_name(path)}' is a damaged ROOT file: {exc}") from None
+        raise LoadError(f"'{display_name(path)}' is a damaged ROOT file: {exc}") from None
     trees = {k.split(";")[0]: k for k, cls in f.classnames().items() if cls in ("TTree", "TNtuple", "TNtupleD", "ROOT::RNTuple")}
     return f, trees
 
@@ -322,10 +322,10 @@ def _preview_root(path: Path, options: dict, rows: int) -> Preview:
     f, trees = _root_trees(path)
     with f:
         if not trees:
-            raise LoadError(f"'{_name(path)}' contains no TTree to plot.")
+            raise LoadError(f"'{display_name(path)}' contains no TTree to plot.")
         name = options.get("tree") or next(iter(trees))
         if name not in trees:
-            raise LoadError(f"'{_name(path)}' has no tree '{name}'. Trees: {', '.join(trees)}.")
+            raise LoadError(f"'{display_name(path)}' has no tree '{name}'. Trees: {', '.join(trees)}.")
         tree = f[trees[name]]
         branches = [b for b in _flat_branches(tree) if "/" not in b]
         if not branches:
@@ -337,7 +337,7 @@ def _preview_root(path: Path, options: dict, rows: int) -> Preview:
 def read_columns(path: Path, fmt: str, options: dict, columns: list[str]) -> pd.DataFrame:
     """Whole columns of a Parquet, HDF5 or ROOT file (text files are read via the Parquet cache)."""
     if not os.path.exists(os.fspath(path)):
-        raise LoadError(f"'{_name(path)}' does not exist (any more): was it deleted or moved?")
+        raise LoadError(f"'{display_name(path)}' does not exist (any more): was it deleted or moved?")
     try:
         if fmt == "parquet":
             import pyarrow.parquet as pq
@@ -351,5 +351,5 @@ def read_columns(path: Path, fmt: str, options: dict, columns: list[str]) -> pd.
     except LoadError:
         raise
     except (OSError, KeyError, ValueError) as exc:
-        raise LoadError(f"'{_name(path)}' could not be read: {exc}") from None
+        raise LoadError(f"'{display_name(path)}' could not be read: {exc}") from None
     raise LoadError(f"Unknown format {fmt!r}.")

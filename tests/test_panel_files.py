@@ -111,3 +111,114 @@ def test_the_previous_file_is_closed_when_the_student_opens_another(roots):
     app.path_input.value = "other.txt"
     app._guard(app._preview)
     assert first.file.closed and not app.source.file.closed
+
+
+# ----------------------------------------------------------------- a conversion is complete or nothing
+@pytest.mark.parametrize("change", ["cut short", "appended to"])
+def test_a_text_file_changed_while_it_converts_is_reported_and_no_cache_is_kept(tmp_path, change):
+    from panel_apps.ingest import ensure_parquet
+    from panel_apps.loaders import LoadError, sniff_text
+    from panel_apps.sample_data import main as sample_data
+    path = tmp_path / "still-writing.txt"
+    sample_data(["--out", str(path), "--rows", "20000"])  # about 3 MB, converted 1,000 rows at a time
+    options, size = sniff_text(path), path.stat().st_size
+
+    def the_lab_program_writes_meanwhile(fraction, rows):
+        if rows == 1000:
+            if change == "cut short":
+                os.truncate(path, size // 3)
+            else:
+                with open(path, "ab") as fh:
+                    fh.write(b" 1.000000e+00" * 12 + b"\n")
+
+    with pytest.raises(LoadError, match="changed while it was being converted"):
+        ensure_parquet(path, options, None, tmp_path / "cache", the_lab_program_writes_meanwhile, chunk_rows=1000)
+    assert list((tmp_path / "cache").iterdir()) == []  # no cache, not even a partial one
+
+
+# ----------------------------------------------------------------- the cache belongs to its user
+def _converted(tmp_path, name="run.txt", rows=200):
+    from panel_apps.ingest import ensure_parquet
+    from panel_apps.loaders import sniff_text
+    from panel_apps.sample_data import main as sample_data
+    path = tmp_path / name
+    if not path.exists():
+        sample_data(["--out", str(path), "--rows", str(rows)])
+    options = sniff_text(path)
+    return path, options, ensure_parquet(path, options, None, tmp_path / "cache")
+
+
+def test_the_cache_folder_is_private_to_its_user(tmp_path):
+    from panel_apps.ingest import ensure_parquet
+    from panel_apps.loaders import LoadError
+    path, options, cache = _converted(tmp_path)
+    folder = tmp_path / "cache"
+    assert cache.parent == folder and folder.stat().st_mode & 0o777 == 0o700
+    assert folder.stat().st_uid == os.geteuid()
+    os.chmod(folder, 0o777)  # opened up by hand: repaired
+    ensure_parquet(path, options, None, folder)
+    assert folder.stat().st_mode & 0o777 == 0o700
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o700)
+    os.chown(theirs, 12345, 12345)  # (tests run as root) a folder another user made first
+    with pytest.raises(LoadError, match="belongs to another user"):
+        ensure_parquet(path, options, None, theirs)
+    (tmp_path / "linked").symlink_to(theirs)
+    with pytest.raises(LoadError, match="is a link"):
+        ensure_parquet(path, options, None, tmp_path / "linked")
+
+
+def test_a_shared_cache_folder_gets_a_private_folder_per_user(tmp_path):
+    import pwd
+
+    from panel_apps.app import PlotApp
+    from panel_apps.config import PlotAppConfig
+    from panel_apps.sample_data import main as sample_data
+    shared = tmp_path / "shared-cache"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)  # like /tmp: every user may create their folder in it
+    sample_data(["--out", str(tmp_path / "run.txt"), "--rows", "100"])
+    app = PlotApp(PlotAppConfig(home=str(tmp_path), data_roots=[], cache_dir=str(shared)))
+    app.path_input.value = "run.txt"
+    app._guard(app._preview)
+    import asyncio
+    asyncio.run(app._load())
+    assert not app.error.visible, app.error.object
+    mine = shared / pwd.getpwuid(os.geteuid()).pw_name
+    assert app.source.parquet.parent == mine and mine.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_planted_cache_file_is_not_trusted(tmp_path):
+    import pyarrow.parquet as pq
+
+    from panel_apps.ingest import ensure_parquet
+    path, options, cache = _converted(tmp_path)
+    pd.DataFrame({"t": [666.0]}).to_parquet(cache)  # someone's data under the predictable name
+    assert ensure_parquet(path, options, None, tmp_path / "cache") == cache
+    assert pq.ParquetFile(cache).metadata.num_rows == 200  # converted again from the source
+
+
+def test_a_cache_file_made_for_another_source_is_not_trusted(tmp_path):
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from panel_apps.ingest import cache_path, ensure_parquet
+    other, options, other_cache = _converted(tmp_path, "other.txt", rows=50)
+    path, _, _ = _converted(tmp_path, "run.txt", rows=200)
+    target = cache_path(path, options, tmp_path / "cache")
+    shutil.copyfile(other_cache, target)  # a well-formed cache, recording another file's identity
+    assert ensure_parquet(path, options, None, tmp_path / "cache") == target
+    assert pq.ParquetFile(target).metadata.num_rows == 200
+
+
+def test_a_cache_file_owned_by_another_user_is_not_trusted(tmp_path):
+    import pyarrow.parquet as pq
+
+    from panel_apps.ingest import ensure_parquet
+    path, options, cache = _converted(tmp_path)
+    pq.write_table(pq.read_table(cache).slice(0, 10), cache.with_suffix(".tmp"))
+    os.replace(cache.with_suffix(".tmp"), cache)
+    os.chown(cache, 12345, 12345)  # right name, but not written by this user
+    assert ensure_parquet(path, options, None, tmp_path / "cache") == cache
+    assert cache.stat().st_uid == os.geteuid() and pq.ParquetFile(cache).metadata.num_rows == 200

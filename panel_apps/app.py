@@ -205,7 +205,7 @@ class PlotApp(param.Parameterized):
     def _open(self, opened: OpenedFile, options: dict | None) -> None:
         """Show the preview of the opened file; this app then owns (and later closes) it."""
         self.load_button.disabled = True
-        source = DataSource(opened, options)
+        source = DataSource(opened, options, max_read_bytes=self.config.max_read_bytes)
         previous, self.source, self.frame = self.source, source, None
         self._plots_started += 1  # a replot of the previous file still running must not draw
         if previous is not None:

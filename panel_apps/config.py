@@ -14,6 +14,7 @@ NEBULAHUB_STANDARD_MAX_ROWS        rows above which standard mode is refused (de
 NEBULAHUB_CACHE_DIR                columnar cache (default ~/.cache/nebulahub/plot); may be shared,
                                    each user converts into a private 0700 subfolder named after them
 NEBULAHUB_FORMULA_TIMEOUT          seconds a plot may take to prepare (default 20)
+NEBULAHUB_MAX_READ_BYTES           memory one session may fill with columns (default 1/4 of RAM)
 =================================  ==============================================================
 """
 from __future__ import annotations
@@ -91,6 +92,17 @@ class PlotAppConfig(Configurable):
     @default("cache_dir")
     def _default_cache(self):
         return os.environ.get("NEBULAHUB_CACHE_DIR") or str(Path(self.home) / ".cache" / "nebulahub" / "plot")
+
+    max_read_bytes = Integer(
+        help="Bytes of memory the columns one plot reads may take, checked from the file's metadata (Parquet "
+        "row counts, HDF5 shapes, ROOT entries) before anything is read: a few megabytes of compressed data "
+        "can expand to gigabytes. Above it the student is told the size and the limit "
+        "(env NEBULAHUB_MAX_READ_BYTES, default a quarter of the physical memory).",
+    ).tag(config=True)
+
+    @default("max_read_bytes")
+    def _default_max_read_bytes(self):
+        return _env_int("NEBULAHUB_MAX_READ_BYTES", os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4)
 
     @default("formula_timeout")
     def _default_formula_timeout(self):

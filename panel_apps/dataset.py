@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import expressions
 from .ingest import ensure_parquet
-from .loaders import LoadError, Preview, TextOptions, preview, read_columns
+from .loaders import LoadError, Preview, TextOptions, preview, read_columns, read_size
 from .paths import OpenedFile
 from .spec import FileColumns
 
@@ -28,7 +28,9 @@ class DataSource:
     owns: :meth:`close` it when the student opens another file.
     """
 
-    def __init__(self, source: OpenedFile | Path, options: dict | None = None, preview_rows: int = 20):
+    def __init__(self, source: OpenedFile | Path, options: dict | None = None, preview_rows: int = 20,
+                 max_read_bytes: int | None = None):
+        self.max_read_bytes = max_read_bytes  # None: no limit
         self.file = source if isinstance(source, OpenedFile) else OpenedFile.open(source)
         self.path = self.file.real
         try:
@@ -68,14 +70,30 @@ class DataSource:
             missing = [n for n in names if n not in self._columns]
             if missing:
                 if self.parquet is not None:
-                    frame = read_columns(self.parquet, "parquet", {}, missing)
+                    where, fmt, options = self.parquet, "parquet", {}
                 elif self.format == "text":
                     raise LoadError("The file has not been converted yet; press 'Load'.")
                 else:
-                    frame = read_columns(self.file, self.format, self.options, missing)
+                    where, fmt, options = self.file, self.format, self.options
+                for kept in [n for n in self._columns if n not in names]:  # hold only what this plot reads
+                    del self._columns[kept]
+                self._check_size(where, fmt, options, missing)
+                frame = read_columns(where, fmt, options, missing)
                 for n in missing:
                     self._columns[n] = frame[n].to_numpy()
             return {n: self._columns[n] for n in names}
+
+    def _check_size(self, where, fmt: str, options: dict, missing: list[str]) -> None:
+        """LoadError if reading ``missing`` would take more memory than the admin allows."""
+        if self.max_read_bytes is None:
+            return
+        needed, rows = read_size(where, fmt, options, missing)
+        held = sum(a.nbytes for a in self._columns.values())
+        if needed + held > self.max_read_bytes:
+            columns = ", ".join(f"'{c}'" for c in missing)
+            raise LoadError(f"Reading {columns} of '{self.file.name}' needs about {human_bytes(needed + held)} of memory "
+                            f"({rows:,} rows); the limit set by your admin is {human_bytes(self.max_read_bytes)}. "
+                            "Use a smaller file or a table with fewer rows.")
 
     def close(self) -> None:
         """Close the file (the student opened another one)."""
@@ -143,3 +161,12 @@ class DataSource:
     def available_columns(self, spec) -> list[str]:
         """Numeric columns after renames, plus derived ones: what the column selectors offer."""
         return spec.available_columns(self.file_columns())
+
+
+def human_bytes(n: int) -> str:
+    """``4.0 GB``: a size in decimal units, as file managers show it."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")

@@ -278,13 +278,11 @@ def read_hdf5(path: Path, key: str, columns: list[str] | None, stop: int | None 
             if isinstance(obj, h5py.Group):
                 names = [k for k, v in obj.items() if isinstance(v, h5py.Dataset) and v.ndim == 1]
                 data = {k: obj[k][:stop] for k in (columns or sorted(names))}
-            elif obj.dtype.names:
-                arr = obj[:stop]
-                data = {k: arr[k] for k in (columns or obj.dtype.names)}
+            elif obj.dtype.names:  # one field at a time: the others are never read
+                data = {k: obj.fields(k)[:stop] for k in (columns or obj.dtype.names)}
             else:
-                arr = obj[:stop]
-                all_names = [f"col{i + 1}" for i in range(arr.shape[1])]
-                data = {n: arr[:, all_names.index(n)] for n in (columns or all_names)}
+                all_names = [f"col{i + 1}" for i in range(obj.shape[1])]
+                data = {n: obj[:stop, all_names.index(n)] for n in (columns or all_names)}
     if pandas_store:
         try:
             frame = pd.read_hdf(path, key, columns=columns, stop=stop)
@@ -332,6 +330,69 @@ def _preview_root(path: Path, options: dict, rows: int) -> Preview:
             raise LoadError(f"Tree '{name}' has no branches with one number per entry.")
         frame = pd.DataFrame(tree.arrays(branches, library="np", entry_stop=rows))
         return Preview("root", frame, {"tree": name}, int(tree.num_entries), list(trees))
+
+
+def read_size(path, fmt: str, options: dict, columns: list[str]) -> tuple[int, int]:
+    """(bytes, rows) that reading ``columns`` whole would take in memory, from metadata alone.
+
+    A few megabytes of Parquet (run-length encoded) or HDF5 (unwritten chunks) can hold billions
+    of rows: this is asked before any column is read, so the caller can refuse in time.
+    """
+    name = display_name(path)
+    try:
+        if fmt == "parquet":
+            return _parquet_size(path, columns)
+        if fmt == "hdf5":
+            return _hdf5_size(path, options["dataset"], columns)
+        if fmt == "root":
+            f, trees = _root_trees(path)
+            with f:
+                tree = f[trees[options["tree"]]]
+                rows = int(tree.num_entries)
+                sizes = [getattr(tree[c].interpretation, "to_dtype", np.dtype("f8")).itemsize for c in columns]
+                return rows * sum(sizes), rows
+    except LoadError:
+        raise
+    except (OSError, KeyError, ValueError) as exc:
+        raise LoadError(f"'{name}' could not be read: {exc}") from None
+    raise LoadError(f"Unknown format {fmt!r}.")
+
+
+def _parquet_size(path, columns: list[str]) -> tuple[int, int]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    meta = pq.ParquetFile(os.fspath(path)).metadata
+    schema, rows = meta.schema.to_arrow_schema(), meta.num_rows
+    total = 0
+    for name in columns:
+        kind = schema.field(name).type
+        try:
+            total += rows * max(1, kind.bit_width // 8)
+        except ValueError:  # text and other variable-width values: their size plus one pointer per row
+            index = schema.get_field_index(name)
+            stored = sum(meta.row_group(g).column(index).total_uncompressed_size for g in range(meta.num_row_groups))
+            total += rows * pa.int64().bit_width // 8 + stored
+    return total, rows
+
+
+def _hdf5_size(path, key: str, columns: list[str]) -> tuple[int, int]:
+    import h5py
+    with h5py.File(os.fspath(path), "r") as h5:
+        obj = h5[key]
+        if isinstance(obj, h5py.Group) and "pandas_type" in obj.attrs:
+            with pd.HDFStore(os.fspath(path), "r") as store:
+                storer = store.get_storer(key)
+                if storer.is_table:
+                    return int(storer.nrows) * 8 * len(columns), int(storer.nrows)
+                rows, ncols = (int(n) for n in storer.shape)  # 'fixed' stores are read whole
+                return rows * 8 * ncols, rows
+        if isinstance(obj, h5py.Group):
+            rows = max((obj[c].shape[0] for c in columns), default=0)
+            return sum(obj[c].shape[0] * obj[c].dtype.itemsize for c in columns), rows
+        rows = obj.shape[0]
+        if obj.dtype.names:
+            return rows * sum(obj.dtype.fields[c][0].itemsize for c in columns), rows
+        return rows * obj.dtype.itemsize * len(columns), rows
 
 
 def read_columns(path: Path, fmt: str, options: dict, columns: list[str]) -> pd.DataFrame:

@@ -222,3 +222,108 @@ def test_a_cache_file_owned_by_another_user_is_not_trusted(tmp_path):
     os.chown(cache, 12345, 12345)  # right name, but not written by this user
     assert ensure_parquet(path, options, None, tmp_path / "cache") == cache
     assert cache.stat().st_uid == os.geteuid() and pq.ParquetFile(cache).metadata.num_rows == 200
+
+
+# ----------------------------------------------------------------- a small file cannot make the server allocate gigabytes
+BOMB_ROWS = 500_000_000  # one float64 column: 4 GB in memory
+
+
+@pytest.fixture(scope="module")
+def parquet_bomb(tmp_path_factory):
+    """A 2 MB Parquet file of 500 million equal values (dictionary/RLE-encoded row groups)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    path = tmp_path_factory.mktemp("bomb") / "constant.parquet"
+    table = pa.table({"x": pa.array(np.full(10_000_000, 1.5))})
+    with pq.ParquetWriter(path, table.schema) as writer:
+        for _ in range(BOMB_ROWS // len(table)):
+            writer.write_table(table, row_group_size=len(table))
+    assert path.stat().st_size < 5e6
+    return path
+
+
+def _hist_of_x(source):
+    spec = PlotSpec(kind="hist")
+    spec.set_columns(source.available_columns(spec))
+    return spec
+
+
+def test_a_small_parquet_file_that_would_need_gigabytes_is_refused_with_its_size(parquet_bomb):
+    from panel_apps.loaders import LoadError
+    source = DataSource(parquet_bomb, max_read_bytes=1_000_000_000)
+    assert source.total_rows == BOMB_ROWS  # the preview reads only the first rows
+    with pytest.raises(LoadError, match=r"4\.0 GB .*500,000,000 rows.*limit set by your admin is 1\.0 GB"):
+        source.table(_hist_of_x(source))
+
+
+def test_an_hdf5_dataset_that_would_need_gigabytes_is_refused_with_its_size(tmp_path):
+    import h5py
+
+    from panel_apps.loaders import LoadError
+    path = tmp_path / "sparse.h5"
+    with h5py.File(path, "w") as h5:  # chunks never written take no room on disk
+        h5.create_dataset("x", shape=(BOMB_ROWS,), dtype="f8", chunks=(1_000_000,), compression="gzip")
+    assert path.stat().st_size < 100_000
+    source = DataSource(path, max_read_bytes=1_000_000_000)
+    with pytest.raises(LoadError, match=r"4\.0 GB .*500,000,000 rows.*1\.0 GB"):
+        source.table(_hist_of_x(source))
+
+
+@pytest.mark.parametrize("fmt", ["hdf5-compound", "hdf5-matrix", "hdf5-store", "root", "text"])
+def test_every_format_is_measured_before_its_columns_are_read(tmp_path, fmt):
+    import h5py
+
+    from panel_apps.loaders import LoadError
+    frame = pd.DataFrame({"x": np.arange(1000.0), "y": np.arange(1000.0)})
+    path = tmp_path / ("data.root" if fmt == "root" else "data.txt" if fmt == "text" else "data.h5")
+    if fmt == "hdf5-compound":
+        with h5py.File(path, "w") as h5:
+            h5["table"] = frame.to_records(index=False)
+    elif fmt == "hdf5-matrix":
+        with h5py.File(path, "w") as h5:
+            h5["matrix"] = frame.to_numpy()
+    elif fmt == "hdf5-store":
+        frame.to_hdf(path, key="run", format="table")
+    elif fmt == "root":
+        import uproot
+        with uproot.recreate(path) as f:
+            f.mktree("events", {"x": "float64", "y": "float64"})
+            f["events"].extend({"x": frame["x"].to_numpy(), "y": frame["y"].to_numpy()})
+    else:
+        frame.to_csv(path, index=False)
+    source = DataSource(path, max_read_bytes=4000)  # 1,000 rows x 8 bytes: one column does not fit
+    source.prepare(tmp_path / "cache")
+    with pytest.raises(LoadError, match=r"8\.0 kB .*1,000 rows.*limit set by your admin is 4\.0 kB"):
+        source.table(_hist_of_x(source))
+    source.max_read_bytes = 10_000
+    assert len(source.table(_hist_of_x(source))) == 1000
+
+
+def test_the_app_refuses_the_memory_bomb_and_stays_usable(parquet_bomb, tmp_path, monkeypatch):
+    import asyncio
+    import shutil
+
+    from panel_apps.app import PlotApp
+    from panel_apps.config import PlotAppConfig
+    from panel_apps.sample_data import main as sample_data
+    shutil.copyfile(parquet_bomb, tmp_path / "constant.parquet")
+    sample_data(["--out", str(tmp_path / "good.txt"), "--rows", "100"])
+    monkeypatch.setenv("NEBULAHUB_MAX_READ_BYTES", "1000000000")
+    app = PlotApp(PlotAppConfig(home=str(tmp_path), data_roots=[]))
+    assert app.config.max_read_bytes == 1_000_000_000
+    app.path_input.value = "constant.parquet"
+    app._guard(app._preview)
+    app.spec.kind = "hist"
+    asyncio.run(app._load())
+    assert app.error.visible and "limit set by your admin is 1.0 GB" in app.error.object
+    app.path_input.value = "good.txt"
+    app._guard(app._preview)
+    asyncio.run(app._load())
+    assert not app.error.visible and len(app.frame) == 100
+
+
+def test_the_default_limit_is_a_quarter_of_the_memory(monkeypatch):
+    from panel_apps.config import PlotAppConfig
+    monkeypatch.delenv("NEBULAHUB_MAX_READ_BYTES", raising=False)
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert PlotAppConfig().max_read_bytes == physical // 4

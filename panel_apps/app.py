@@ -20,7 +20,7 @@ from pathlib import Path
 import panel as pn
 import param
 
-from panel_apps import render
+from panel_apps import render, text
 from panel_apps.config import PlotAppConfig
 from panel_apps.dataset import DataSource
 from panel_apps.export import view_png, write_notebook
@@ -33,12 +33,14 @@ log = logging.getLogger(__name__)
 USER_ERRORS = (LoadError, PathRefused, FormulaError, ValueError, KeyError, OSError)
 DELIMITERS = {"auto": "auto", "whitespace": None, "comma": ",", "tab": "\t", "semicolon": ";"}
 MAX_RENAME_FIELDS = 64
+ERROR_STYLE = {"background": "#f8d7da", "color": "#721c24", "border": "1px solid #f5c6cb", "border-radius": "4px",
+               "padding": "0 12px"}
 
 
 class PlotApp(param.Parameterized):
     """One browser session of the app."""
 
-    status = param.String(default="Choose a file and press Preview.")
+    status = param.String(default="<p>Choose a file and press Preview.</p>", doc="HTML: user text via panel_apps.text.")
 
     def __init__(self, config: PlotAppConfig | None = None, **params):
         super().__init__(**params)
@@ -66,17 +68,20 @@ class PlotApp(param.Parameterized):
         self.table_choice = pn.widgets.Select(label="Table / tree", options=[], visible=False)
         self.preview_button = pn.widgets.Button(label="Preview", color="primary")
         self.refresh_button = pn.widgets.Button(label="↻", width=40)
-        self.preview_pane = pn.pane.DataFrame(None, max_rows=10, sizing_mode="stretch_width", css_classes=["nh-preview"])
-        self.types_pane = pn.pane.Markdown("", css_classes=["nh-types"])
+        self.preview_pane = pn.pane.DataFrame(None, max_rows=10, escape=True, sizing_mode="stretch_width",
+                                              css_classes=["nh-preview"])
+        # panes that show file names, column names or typed text are HTML panes fed by panel_apps.text
+        self.types_pane = pn.pane.HTML("", css_classes=["nh-types"], sizing_mode="stretch_width")
         self.rename_box = pn.Column()
         self.rename_button = pn.widgets.Button(label="Apply column names", visible=False)
         self.load_button = pn.widgets.Button(label="Load and plot", color="success", disabled=True)
         self.progress = pn.indicators.Progress(value=0, max=100, visible=False, width=300)
-        self.error = pn.pane.Alert("", alert_type="danger", visible=False, css_classes=["nh-error"])
+        self.error = pn.pane.HTML("", visible=False, css_classes=["nh-error"], sizing_mode="stretch_width",
+                                  styles=ERROR_STYLE)
         self.notice = pn.pane.Alert("", alert_type="warning", visible=False, css_classes=["nh-notice"])
         self.mode_indicator = pn.pane.Markdown("", css_classes=["nh-mode"])
         self.view_info = pn.pane.Markdown("", css_classes=["nh-view"])
-        self.status_pane = pn.pane.Markdown(self.param.status, css_classes=["nh-status"])
+        self.status_pane = pn.pane.HTML(self.param.status, css_classes=["nh-status"], sizing_mode="stretch_width")
         self.plot_area = pn.Column(css_classes=["nh-plot"])
         self.derived_name = pn.widgets.TextInput(label="New column name", placeholder="r")
         self.derived_formula = pn.widgets.TextInput(label="Formula", placeholder="sqrt(q1**2 + q2**2)")
@@ -86,7 +91,7 @@ class PlotApp(param.Parameterized):
         self.filter_max = pn.widgets.TextInput(label="max", placeholder="none", width=100)
         self.filter_button = pn.widgets.Button(label="Add filter")
         self.clear_button = pn.widgets.Button(label="Clear filters and columns")
-        self.extras_pane = pn.pane.Markdown("", css_classes=["nh-extras"])
+        self.extras_pane = pn.pane.HTML("", css_classes=["nh-extras"])
         self.png_download = pn.widgets.FileDownload(callback=self._png_file, filename="plot.png",
                                                     label="Download PNG", color="primary", disabled=True)
         self.config_download = pn.widgets.FileDownload(callback=self._config_file, filename="plot-config.json",
@@ -162,15 +167,15 @@ class PlotApp(param.Parameterized):
         message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
         if isinstance(exc, OSError) and not isinstance(exc, LoadError):
             message = f"The file could not be read: {exc.strerror or exc}."
-        self.error.object = message
+        self.error.object = text.paragraph("{}", message)
         self.error.visible = True
 
     # ----------------------------------------------------------------- choosing and previewing
     def _list_files(self) -> None:
         files = self.roots.list_files(self.root_select.value)
         self.file_select.options = [""] + files
-        self.status = f"{len(files)} data files in {self.root_select.value}." if files else \
-            f"No data files found in {self.root_select.value}; type a path instead."
+        self.status = text.paragraph("{:,} data files in {}.", len(files), self.root_select.value) if files else \
+            text.paragraph("No data files found in {}; type a path instead.", self.root_select.value)
 
     def _reader_options(self, opened: OpenedFile) -> dict | None:
         """None to sniff everything, else the student's overrides (separator, header, table)."""
@@ -213,9 +218,9 @@ class PlotApp(param.Parameterized):
         self.preview_pane.object = source.preview.frame
         rows = f"{source.total_rows:,} rows" if source.total_rows is not None else "rows counted when loaded"
         non_numeric = [c for c in source.preview.frame.columns if c not in source.numeric_columns]
-        types = ", ".join(f"**{c}** {t}" for c, t in source.preview.dtypes.items())
-        self.types_pane.object = (f"{source.format} file, {rows}. Columns: {types}"
-                                  + (f"  \n(Not numbers, cannot be plotted: {', '.join(non_numeric)})" if non_numeric else ""))
+        types = ", ".join(text.html_format("<strong>{}</strong> {}", c, t) for c, t in source.preview.dtypes.items())
+        unusable = text.html_format("<br>(Not numbers, cannot be plotted: {})", ", ".join(non_numeric)) if non_numeric else ""
+        self.types_pane.object = f"<p>{text.html_format('{} file, {}. Columns: ', source.format, rows)}{types}{unusable}</p>"
         if not source.numeric_columns:
             raise LoadError(f"'{opened.name}' has no numeric columns to plot.")
         self.table_choice.options = source.preview.choices
@@ -226,7 +231,8 @@ class PlotApp(param.Parameterized):
         self.rename_button.visible = True
         self.spec.reader = dict(source.options)
         self.load_button.disabled = False
-        self.status = f"Preview of {opened.name}: check the columns, rename them if you like, then press 'Load and plot'."
+        self.status = text.paragraph("Preview of {}: check the columns, rename them if you like, then press "
+                                     "'Load and plot'.", opened.name)
 
     def _apply_renames(self) -> None:
         fields = self.rename_box.objects[0].objects if self.rename_box.objects else []
@@ -258,11 +264,11 @@ class PlotApp(param.Parameterized):
         """Convert the chosen file in a worker thread, with the progress bar; False on failure."""
         self.load_button.disabled = True
         self.progress.visible, self.progress.value = True, 0
-        self.status = "Converting the file to a fast columnar cache (only the first time)…"
+        self.status = text.paragraph("Converting the file to a fast columnar cache (only the first time)…")
 
         def progress(fraction: float, rows: int) -> None:  # runs in the worker thread
             self.progress.value = int(100 * fraction)
-            self.status = f"Converting… {rows:,} rows so far."
+            self.status = text.paragraph("Converting… {:,} rows so far.", rows)
 
         try:
             await asyncio.to_thread(self.source.prepare, self.config.user_cache_dir(), progress)
@@ -345,7 +351,7 @@ class PlotApp(param.Parameterized):
         self.plot_area.objects = [pane]
         for w in (self.png_download, self.config_download, self.notebook_button):
             w.disabled = False
-        self.status = f"Plotted {spec.kind} of {self.source.path.name}."
+        self.status = text.paragraph("Plotted {} of {}.", spec.kind, self.source.path.name)
 
     def _show_view(self, agg: render.Aggregate) -> None:
         (x0, x1), (y0, y1) = agg.x_range, agg.y_range
@@ -386,10 +392,10 @@ class PlotApp(param.Parameterized):
         self._describe_extras()
 
     def _describe_extras(self) -> None:
-        lines = [f"- {k} = `{v}`" for k, v in self.spec.derived.items()]
-        lines += [f"- {f['column']} in [{f['min'] if f['min'] is not None else '−∞'}, "
-                  f"{f['max'] if f['max'] is not None else '∞'}]" for f in self.spec.filters]
-        self.extras_pane.object = "\n".join(lines)
+        items = [text.html_format("<li>{} = <code>{}</code></li>", k, v) for k, v in self.spec.derived.items()]
+        items += [text.html_format("<li>{} in [{}, {}]</li>", f["column"], "−∞" if f["min"] is None else f["min"],
+                                   "∞" if f["max"] is None else f["max"]) for f in self.spec.filters]
+        self.extras_pane.object = f"<ul>{''.join(items)}</ul>" if items else ""
 
     # ----------------------------------------------------------------- export, save, load
     def current_ranges(self):
@@ -415,8 +421,8 @@ class PlotApp(param.Parameterized):
                                 list(self.source.preview.frame.columns), Path(self.config.home), self.mode,
                                 numeric=self.source.numeric_columns)
         rel = target.relative_to(Path(self.config.home)) if target.is_relative_to(Path(self.config.home)) else target
-        self.status = (f"Notebook written to ~/{rel}. Open it in JupyterLab: "
-                       f"[{rel}](../lab/tree/{rel}) (opens in a new tab).")
+        self.status = (text.html_format("<p>Notebook written to ~/{}. Open it in JupyterLab: ", rel)
+                       + text.link(rel, f"../lab/tree/{rel}") + " (opens in a new tab).</p>")
 
     async def _load_config(self, event) -> None:
         """Reopen the saved file (converting it in a thread if needed) and redraw the saved plot."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageDraw
 
-from . import expressions
+from . import expressions, text
 from .spec import FileColumns, check_reader
 from .render import aggregate, data_range, shade_image
 
@@ -73,7 +74,7 @@ def notebook_source(spec, data_path: Path, fmt: str, options: dict, columns: lis
     file_columns = FileColumns(tuple(columns), tuple(columns if numeric is None else numeric))
     spec.check(file_columns)
     check_reader(options)
-    cells = [("markdown", f"# {spec.title or 'Plot of ' + Path(data_path).name}\n\n"
+    cells = [("markdown", f"# {text.markdown(spec.title or 'Plot of ' + Path(data_path).name)}\n\n"
               f"Made with the NebulaHub plot app on {datetime.now():%Y-%m-%d %H:%M}. Run all cells to "
               "reproduce the plot; edit the code to go further.")]
     cells.append(("code", "import numpy as np\nimport pandas as pd\nimport holoviews as hv\nimport hvplot.pandas  # noqa: F401\n"
@@ -120,7 +121,8 @@ def _load_code(path: Path, fmt: str, options: dict) -> str:
 
 
 def _plot_code(spec, mode: str) -> str:
-    style = dict(width=spec.width, height=spec.height, title=spec.title, alpha=spec.alpha,
+    # hvPlot formats titles with str.format ('{label}'): braces doubled, so the title shows as typed
+    style = dict(width=spec.width, height=spec.height, title=text.format_literal(spec.title), alpha=spec.alpha,
                  xlabel=spec.xlabel or spec.x, ylabel=spec.ylabel or (spec.y if spec.kind != "hist" else "rows"))
     if spec.kind == "hist":
         bins = (f"np.geomspace(df[{spec.x!r}][df[{spec.x!r}] > 0].min(), df[{spec.x!r}].max(), {spec.bins + 1})"
@@ -171,7 +173,8 @@ def write_notebook(spec, data_path: Path, fmt: str, options: dict, columns: list
     nb.metadata["nebulahub"] = {"plot_spec": json.loads(spec.to_json())}
     folder = Path(home) / "nebulahub-plots"
     folder.mkdir(parents=True, exist_ok=True)
-    stem = f"{Path(data_path).stem}-{spec.kind}"
+    # a plain file name: it also ends up in a link in the app and in JupyterLab's file browser
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{Path(data_path).stem}-{spec.kind}").strip("._") or "plot"
     target = folder / f"{stem}.ipynb"
     n = 1
     while target.exists():

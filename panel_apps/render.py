@@ -28,6 +28,8 @@ from bokeh.models import ColorBar, ColumnDataSource, EqHistColorMapper, HoverToo
 from bokeh.palettes import Viridis256
 from bokeh.plotting import figure
 
+from . import text
+
 STANDARD, RASTERIZED = "standard", "rasterized"
 _MARGIN_X, _MARGIN_Y = 70, 60  # room Bokeh takes for axes/title, so one pixel is one bin
 # Datashader's compile caches are not safe to fill from two threads at once (seen as garbled
@@ -188,21 +190,21 @@ class RasterFigure:
         x0 = data_range(frame[spec.x].to_numpy(), spec.logx)
         y0 = data_range(frame[spec.y].to_numpy(), spec.logy)
         self.source = ColumnDataSource({"image": [], "x": [], "y": [], "dw": [], "dh": []})
-        fig = figure(width=spec.width, height=spec.height, title=spec.title or None,
+        fig = figure(width=spec.width, height=spec.height, title=text.canvas(spec.title) or None,
                      x_axis_type="log" if spec.logx else "linear", y_axis_type="log" if spec.logy else "linear",
                      x_range=Range1d(*x0), y_range=Range1d(*y0),
                      tools="pan,wheel_zoom,box_zoom,reset,save", active_scroll="wheel_zoom")
-        fig.xaxis.axis_label = spec.xlabel or spec.x
-        fig.yaxis.axis_label = spec.ylabel or spec.y
+        fig.xaxis.axis_label = text.canvas(spec.xlabel or spec.x)
+        fig.yaxis.axis_label = text.canvas(spec.ylabel or spec.y)
         self.mapper = EqHistColorMapper(palette=palette_for(spec), nan_color=(0, 0, 0, 0))
         image = fig.image(image="image", x="x", y="y", dw="dw", dh="dh", source=self.source,
                           color_mapper=self.mapper, global_alpha=spec.alpha)
         self.value_name = f"mean {spec.color_by}" if spec.color_by and spec.kind in ("scatter", "line") else "rows"
-        fig.add_tools(HoverTool(renderers=[image], tooltips=[
+        fig.add_tools(HoverTool(renderers=[image], tooltips=[  # labels are set as text: no escaping needed
             (spec.xlabel or spec.x, "$x{0.[000]e}"), (spec.ylabel or spec.y, "$y{0.[000]e}"),
             (self.value_name, "@image{0,0.[000]}")]))
         if spec.color_by and spec.kind in ("scatter", "line"):
-            fig.add_layout(ColorBar(color_mapper=self.mapper, title=spec.color_by), "right")
+            fig.add_layout(ColorBar(color_mapper=self.mapper, title=text.canvas(spec.color_by)), "right")
         fig.on_event(RangesUpdate, self._on_ranges)
         self.figure = fig
         self.last: Aggregate | None = None
@@ -278,7 +280,8 @@ def histogram_bins(frame: pd.DataFrame, spec, x_range=None):
     counts, edges = np.histogram(values, bins=edges)
     return hv.Histogram((edges, counts), kdims=[spec.x], vdims=["rows"]).opts(
         color=spec.color, alpha=spec.alpha, width=spec.width, height=spec.height, logx=spec.logx,
-        logy=spec.logy, title=spec.title, xlabel=spec.xlabel or spec.x, ylabel=spec.ylabel or "rows",
+        logy=spec.logy, title=text.holoviews_title(spec.title), xlabel=text.canvas(spec.xlabel or spec.x),
+        ylabel=text.canvas(spec.ylabel or "rows"),
         tools=["hover"], framewise=False, backend="bokeh")
 
 
@@ -286,12 +289,14 @@ def standard_plot(frame: pd.DataFrame, spec):
     """Every row as a Bokeh glyph, via hvPlot (scatter or line)."""
     import hvplot.pandas  # noqa: F401  registers .hvplot
     common = dict(x=spec.x, y=spec.y, width=spec.width, height=spec.height, logx=spec.logx, logy=spec.logy,
-                  title=spec.title, xlabel=spec.xlabel or spec.x, ylabel=spec.ylabel or spec.y, alpha=spec.alpha,
-                  responsive=False)
+                  title=text.holoviews_title(spec.title), xlabel=text.canvas(spec.xlabel or spec.x),
+                  ylabel=text.canvas(spec.ylabel or spec.y), alpha=spec.alpha, responsive=False)
     if spec.kind == "line":
         opts = dict(color=spec.color, line_width=max(1.0, spec.size / 2))
         if spec.color_by:
-            return frame.hvplot.scatter(c=spec.color_by, cmap="viridis", marker="circle", size=spec.size, **common)
+            return frame.hvplot.scatter(c=spec.color_by, cmap="viridis", marker="circle", size=spec.size,
+                                        clabel=text.canvas(spec.color_by), **common)
         return frame.hvplot.line(**common, **opts)
-    colour = dict(c=spec.color_by, cmap="viridis", colorbar=True) if spec.color_by else dict(color=spec.color)
+    colour = (dict(c=spec.color_by, cmap="viridis", colorbar=True, clabel=text.canvas(spec.color_by)) if spec.color_by
+              else dict(color=spec.color))
     return frame.hvplot.scatter(marker=spec.marker, size=spec.size, hover_cols=[], **colour, **common)

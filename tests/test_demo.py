@@ -192,8 +192,14 @@ def test_a_students_terminal_is_not_root_and_cannot_read_others_or_the_hub(demo)
     token = s.post(f"{url}/hub/api/users/student/tokens",
                    headers={"Referer": f"{url}/hub/", "X-XSRFToken": s.cookies.get("_xsrf")},
                    json={"expires_in": 600}, timeout=30).json()["token"]
+    auth = {"Authorization": f"token {token}"}
+    deadline = time.monotonic() + 60  # an earlier test may still be stopping the server
+    while requests.get(f"{url}/hub/api/users/student", headers=auth, timeout=30).json()\
+            .get("servers", {}).get("", {}).get("pending") == "stop":
+        assert time.monotonic() < deadline, "the student's earlier server did not stop"
+        time.sleep(0.5)
     r = requests.post(f"{url}/hub/api/users/student/server", json={"profile": "notebook"},
-                      headers={"Authorization": f"token {token}"}, timeout=30)
+                      headers=auth, timeout=30)
     assert r.status_code in (201, 202), r.text
     deadline = time.monotonic() + 120
     while not requests.get(f"{url}/hub/api/users/student", timeout=30,

@@ -27,7 +27,7 @@ from panel_apps.export import view_png, write_notebook
 from panel_apps.expressions import FormulaError
 from panel_apps.loaders import LoadError
 from panel_apps.paths import AllowedRoots, OpenedFile, PathRefused
-from panel_apps.spec import PlotSpec
+from panel_apps.spec import PlotSpec, check_reader
 
 log = logging.getLogger(__name__)
 USER_ERRORS = (LoadError, PathRefused, FormulaError, ValueError, KeyError, OSError)
@@ -194,7 +194,7 @@ class PlotApp(param.Parameterized):
         if self.header.value != "auto":
             opts["header"] = self.header.value == "yes"
             opts["names"] = [] if opts["header"] else opts["names"]
-        return opts
+        return check_reader(opts)  # the rules a saved configuration's reader options obey
 
     def _preview(self) -> None:
         opened = self.roots.open(self.root_select.value, self.path_input.value)

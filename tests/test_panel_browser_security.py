@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_panel_browser import (  # noqa: F401  the hub, the student's browser session and page
-    THRESHOLD, app_url, browser, home, hub, hub_dir, login_state, new_student_page, page)
+    THRESHOLD, _open, app_url, browser, home, hub, hub_dir, login_state, new_student_page, page)
 
 pytestmark = pytest.mark.browser
 
@@ -54,22 +54,19 @@ def test_markup_in_a_data_file_and_in_what_the_student_types_runs_no_script(mark
     from PIL import Image
     from playwright.sync_api import expect
 
-    # preview: file name, column names and a text cell, shown as they are
-    page.get_by_role("combobox", name="File").select_option(markup_file)
-    page.get_by_role("button", name="Preview").click()
+    # preview and plot: file name, column names and a text cell, shown as they are
+    _open(page, markup_file)
     preview = page.locator(".nh-preview table")
     for shown in (Y, SCRIPT_COLUMN, TEX_COLUMN, MARKDOWN_COLUMN, NOTE):
         expect(preview).to_contain_text(shown)
     expect(page.locator(".nh-types p")).to_contain_text(f"{Y} float64")
     expect(page.locator(".nh-types p")).to_contain_text(f"{TEX_COLUMN} int64")
-    expect(page.locator(".nh-status p")).to_contain_text(f"Preview of {FILE_NAME}:")
-    expect(page.get_by_text(SCRIPT_COLUMN, exact=True).first).to_be_visible()  # also the rename field's label
+    expect(page.get_by_role("textbox", name=SCRIPT_COLUMN, exact=True)).to_have_value(SCRIPT_COLUMN)  # rename field
+    expect(page.locator(".nh-status p")).to_have_text(f"Plotted scatter of {FILE_NAME}.")
+    expect(page.locator(".nh-mode p")).to_contain_text(f"Rasterized (Datashader, {ROWS:,} rows)")
     assert payloads_that_ran(page) == []
 
-    # plot: axis labels, title and colour bar title on the canvas, as typed (never typeset as TeX)
-    page.get_by_role("button", name="Load and plot").click()
-    expect(page.locator(".nh-status p")).to_contain_text(f"Plotted scatter of {FILE_NAME}.", timeout=30_000)
-    expect(page.locator(".nh-mode p")).to_contain_text(f"Rasterized (Datashader, {ROWS:,} rows)")
+    # axis labels, title and colour bar title on the canvas, as typed (never typeset as TeX)
     page.get_by_role("combobox", name="Colour by").select_option(TEX_COLUMN)
     page.get_by_role("textbox", name="Title").fill(TITLE)
     page.get_by_role("textbox", name="Title").press("Enter")

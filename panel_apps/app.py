@@ -54,6 +54,7 @@ class PlotApp(param.Parameterized):
         self.mode = None
         self._quiet = False
         self._plots_started = 0  # replots run concurrently: only the latest one draws
+        self._plots_settled = 0  # ... and exports wait until it has (see _plot_pending)
         self._build_widgets()
         self.spec.param.watch(self._on_spec_change, list(PlotSpec.PLOT_PARAMS) + ["derived", "filters", "rename"])
 
@@ -113,7 +114,7 @@ class PlotApp(param.Parameterized):
         self.derived_button.on_click(lambda e: self._guard(self._add_derived))
         self.filter_button.on_click(lambda e: self._guard(self._add_filter))
         self.clear_button.on_click(lambda e: self._guard(self._clear_extras))
-        self.notebook_button.on_click(lambda e: self._guard(self._write_notebook))
+        self.notebook_button.on_click(self._export_notebook)
         self.config_upload.param.watch(self._load_config, "value")
         self._guard(self._list_files)
 
@@ -213,6 +214,7 @@ class PlotApp(param.Parameterized):
         source = DataSource(opened, options, max_read_bytes=self.config.max_read_bytes)
         previous, self.source, self.frame = self.source, source, None
         self._plots_started += 1  # a replot of the previous file still running must not draw
+        self._plots_settled = self._plots_started
         if previous is not None:
             previous.close()
         self.preview_pane.object = source.preview.frame
@@ -283,26 +285,37 @@ class PlotApp(param.Parameterized):
 
     # ----------------------------------------------------------------- plotting
     def _on_spec_change(self, *events) -> None:
-        # decide now (``_quiet`` is about this change), draw later: the replot is a coroutine
+        # decide now (``_quiet`` is about this change) and take the replot's ticket now (exports
+        # see at once that a new plot is on its way); draw later: the replot is a coroutine
         # scheduled on the session's event loop (run to completion at once when there is none)
         if not self._quiet and self.source is not None and self.source.ready:
-            param.parameterized.async_executor(partial(self._guard_async, self._replot))
+            param.parameterized.async_executor(partial(self._guard_async, self._replot, self._plot_ticket()))
 
-    async def _replot(self) -> None:
-        spec = self.spec
-        if spec.x is None or (spec.needs_y() and spec.y is None):
-            return
+    def _plot_ticket(self) -> int:
         self._plots_started += 1
-        ticket = self._plots_started
+        return self._plots_started
+
+    async def _replot(self, ticket: int | None = None) -> None:
+        ticket = ticket or self._plot_ticket()
+        spec = self.spec
         try:
-            frame = await self._prepare_table(self.source, spec.snapshot())
-        except Exception:
-            if ticket == self._plots_started:
-                raise
-            return  # outdated (e.g. its file was closed meanwhile): the newer replot reports
-        if ticket != self._plots_started:
-            return  # the student changed the plot meanwhile: the newer replot draws
-        self._draw(frame)
+            if ticket != self._plots_started or spec.x is None or (spec.needs_y() and spec.y is None):
+                return  # superseded before it began, or nothing to plot yet
+            try:
+                frame = await self._prepare_table(self.source, spec.snapshot())
+            except Exception:
+                if ticket == self._plots_started:
+                    raise
+                return  # outdated (e.g. its file was closed meanwhile): the newer replot reports
+            if ticket != self._plots_started:
+                return  # the student changed the plot meanwhile: the newer replot draws
+            self._draw(frame)
+        finally:
+            self._plots_settled = max(self._plots_settled, ticket)
+
+    def _plot_pending(self) -> bool:
+        """True while the latest change of the plot is still being prepared or drawn."""
+        return self._plots_settled < self._plots_started
 
     async def _prepare_table(self, source: DataSource, spec: PlotSpec):
         """The plotted table, built in a worker thread (formulas, reading columns) within the admin's limit.
@@ -410,11 +423,22 @@ class PlotApp(param.Parameterized):
         if self.frame is None:
             self._show_error("Make a plot first.")
             return None
+        if self._plot_pending():  # the frame on hand belongs to the previous choices
+            self._show_error("The plot is still being drawn; press 'Download PNG' again in a moment.")
+            return None
         png = self._guard(view_png, self.frame, self.spec, *self.current_ranges())
         return io.BytesIO(png) if png else None
 
     def _config_file(self):
         return io.StringIO(self.spec.to_json())
+
+    async def _export_notebook(self, event=None) -> None:
+        """'Open as notebook': after the plot on screen has caught up with the latest change."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.formula_timeout + 5
+        while self._plot_pending() and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        self._guard(self._write_notebook)
 
     def _write_notebook(self) -> None:
         target = write_notebook(self.spec, self.source.path, self.source.format, self.source.options,

@@ -27,6 +27,7 @@ from panel_apps.export import view_png, write_notebook
 from panel_apps.expressions import FormulaError
 from panel_apps.loaders import LoadError
 from panel_apps.paths import AllowedRoots, OpenedFile, PathRefused
+from panel_apps.settings import plot_settings
 from panel_apps.spec import PlotSpec, check_reader
 
 log = logging.getLogger(__name__)
@@ -339,24 +340,25 @@ class PlotApp(param.Parameterized):
         if mode == render.STANDARD and spec.kind in ("scatter", "line") and n > self.config.standard_max_rows:
             raise ValueError(f"Standard mode would send all {n:,} points to your browser (limit "
                              f"{self.config.standard_max_rows:,}). Choose 'rasterized' or 'auto', or add a filter.")
-        hidden = render.log_hidden_rows(frame, spec)
+        settings = plot_settings(spec, mode)  # what is drawn below, and what 'Open as notebook' writes
+        hidden = render.log_hidden_rows(frame, settings)
         self.notice.object = (f"{hidden:,} of {n:,} rows have values ≤ 0 and cannot be shown on a log axis."
                               if hidden else "")
         self.notice.visible = bool(hidden)
         self.frame, self.mode, self.raster, self.range_stream = frame, mode, None, None
         if spec.kind == "hist":
-            obj = render.histogram(frame, spec)
+            obj = render.histogram(frame, settings)
             self.mode_indicator.object = f"**Histogram** (all {n:,} rows binned)"
             pane = pn.pane.HoloViews(obj, backend="bokeh")
             self.view_info.object = ""
         elif mode == render.RASTERIZED:
-            self.raster = render.RasterFigure(frame, spec, on_update=self._show_view)
+            self.raster = render.RasterFigure(frame, settings, on_update=self._show_view)
             label = "2-D histogram, " if spec.kind == "hist2d" else ""
             self.mode_indicator.object = f"**Rasterized** ({label}Datashader, {n:,} rows)"
             pane = pn.pane.Bokeh(self.raster.figure)
         else:
             import holoviews as hv
-            obj = render.standard_plot(frame, spec)
+            obj = render.standard_plot(frame, settings)
             self.range_stream = hv.streams.RangeXY(source=obj)
             self.mode_indicator.object = f"**Standard** (Bokeh glyphs, {n:,} rows)"
             self.view_info.object = ""
@@ -426,7 +428,7 @@ class PlotApp(param.Parameterized):
         if self._plot_pending():  # the frame on hand belongs to the previous choices
             self._show_error("The plot is still being drawn; press 'Download PNG' again in a moment.")
             return None
-        png = self._guard(view_png, self.frame, self.spec, *self.current_ranges())
+        png = self._guard(view_png, self.frame, plot_settings(self.spec, render.RASTERIZED), *self.current_ranges())
         return io.BytesIO(png) if png else None
 
     def _config_file(self):

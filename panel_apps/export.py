@@ -4,7 +4,8 @@ The PNG is rendered on the server from the data (Datashader for scatter/line/2-D
 for histograms), so it needs no browser and has exactly the plot's width x height in pixels.
 The notebook is plain hvPlot/pandas code a student can read and grow from; it reads the original
 file, applies the same renames, derived columns (numpy code generated from the checked formula)
-and filters, then makes the same plot.
+and filters, then makes the same plot: its last cell is the settings of
+:func:`panel_apps.settings.plot_settings` (what the app drew from) written out with ``repr()``.
 """
 from __future__ import annotations
 
@@ -20,45 +21,54 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from . import expressions, text
-from .spec import FileColumns, check_reader
 from .render import aggregate, data_range, shade_image
+from .settings import hvplot_keywords, plot_settings
+from .spec import FileColumns, check_reader
 
 
-def view_png(frame: pd.DataFrame, spec, x_range=None, y_range=None) -> bytes:
-    """PNG bytes of ``spec.width`` x ``spec.height`` pixels showing the given (or full) ranges."""
-    w, h = spec.width, spec.height
-    if spec.kind == "hist":
-        img = _histogram_image(frame, spec, x_range)
+def view_png(frame: pd.DataFrame, settings: dict, x_range=None, y_range=None) -> bytes:
+    """PNG bytes of the plot's width x height pixels showing the given (or full) ranges.
+
+    ``settings`` are those of a histogram or of a rasterized view: the PNG is always drawn on the
+    server from all rows (``plot_settings(spec, RASTERIZED)`` for a scatter or line plot).
+    """
+    opts = settings["options"]
+    w, h = opts["width"], opts["height"]
+    if settings["method"] == "hist":
+        img = _histogram_image(frame, settings, x_range)
     else:
-        x_range = x_range or data_range(frame[spec.x].to_numpy(), spec.logx)
-        y_range = y_range or data_range(frame[spec.y].to_numpy(), spec.logy)
-        size = (spec.bins, spec.bins) if spec.kind == "hist2d" else (w, h)
-        agg = aggregate(frame, spec, x_range, y_range, *size)
-        img = shade_image(agg.image, spec)
+        x_range = x_range or data_range(frame[settings["x"]].to_numpy(), opts["logx"])
+        y_range = y_range or data_range(frame[settings["y"]].to_numpy(), opts["logy"])
+        size = (settings["bins"], settings["bins"]) if settings["bins"] else (w, h)
+        agg = aggregate(frame, settings, x_range, y_range, *size)
+        img = shade_image(agg.image, settings)
         if img.size != (w, h):
             img = img.resize((w, h), Image.NEAREST)
-    if spec.title:
-        ImageDraw.Draw(img).text((8, 6), spec.title, fill=(0, 0, 0))
+    title = text.shown_title(opts["title"])
+    if title:
+        ImageDraw.Draw(img).text((8, 6), title, fill=(0, 0, 0))
     out = io.BytesIO()
     img.save(out, format="PNG")
     return out.getvalue()
 
 
-def _histogram_image(frame: pd.DataFrame, spec, x_range=None) -> Image.Image:
-    values = frame[spec.x].to_numpy()
-    values = values[np.isfinite(values) & ((values > 0) if spec.logx else True)]
+def _histogram_image(frame: pd.DataFrame, settings: dict, x_range=None) -> Image.Image:
+    opts, bins = settings["options"], settings["bins"]
+    width, height = opts["width"], opts["height"]
+    values = frame[settings["x"]].to_numpy()
+    values = values[np.isfinite(values) & ((values > 0) if opts["logx"] else True)]
     lo, hi = x_range or ((values.min(), values.max()) if values.size else (0.0, 1.0))
-    edges = np.geomspace(lo, hi, spec.bins + 1) if spec.logx and lo > 0 else np.linspace(lo, hi, spec.bins + 1)
+    edges = np.geomspace(lo, hi, bins + 1) if opts["logx"] and lo > 0 else np.linspace(lo, hi, bins + 1)
     counts, _ = np.histogram(values, bins=edges)
-    img = Image.new("RGB", (spec.width, spec.height), "white")
+    img = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(img)
-    top = max(1.0, float(np.log10(counts.max() + 1) if spec.logy else counts.max()))
-    bar_w = spec.width / len(counts)
+    top = max(1.0, float(np.log10(counts.max() + 1) if opts["logy"] else counts.max()))
+    bar_w = width / len(counts)
     for i, c in enumerate(counts):
-        v = np.log10(c + 1) if spec.logy else c
-        y = spec.height - int((spec.height - 24) * v / top)
-        draw.rectangle([int(i * bar_w), y, max(int(i * bar_w), int((i + 1) * bar_w) - 1), spec.height - 1],
-                       fill=spec.color)
+        v = np.log10(c + 1) if opts["logy"] else c
+        y = height - int((height - 24) * v / top)
+        draw.rectangle([int(i * bar_w), y, max(int(i * bar_w), int((i + 1) * bar_w) - 1), height - 1],
+                       fill=opts["color"])
     return img
 
 
@@ -96,7 +106,7 @@ def notebook_source(spec, data_path: Path, fmt: str, options: dict, columns: lis
                 parts.append(f"(df[{f['column']!r}] <= {f['max']!r})")
         if parts:
             cells.append(("code", "df = df[" + " & ".join(parts) + "]"))
-    cells.append(("code", _plot_code(spec, mode)))
+    cells.append(("code", plot_code(plot_settings(spec, mode))))
     return cells
 
 
@@ -120,46 +130,46 @@ def _load_code(path: Path, fmt: str, options: dict) -> str:
             "df = tree.arrays(library='pd')\ndf.head()")
 
 
-def _plot_code(spec, mode: str) -> str:
-    # hvPlot formats titles with str.format ('{label}'): braces doubled, so the title shows as typed
-    style = dict(width=spec.width, height=spec.height, title=text.format_literal(spec.title), alpha=spec.alpha,
-                 xlabel=spec.xlabel or spec.x, ylabel=spec.ylabel or (spec.y if spec.kind != "hist" else "rows"))
-    if spec.kind == "hist":
-        bins = (f"np.geomspace(df[{spec.x!r}][df[{spec.x!r}] > 0].min(), df[{spec.x!r}].max(), {spec.bins + 1})"
-                if spec.logx else str(spec.bins))
-        return (f"df.hvplot.hist({spec.x!r}, bins={bins}, color={spec.color!r}, logx={spec.logx}, logy={spec.logy}, "
-                + _kw(style) + ")")
-    if spec.kind == "hist2d":
-        edge = lambda c, log: (f"np.geomspace(df[{c!r}][df[{c!r}] > 0].min(), df[{c!r}].max(), {spec.bins + 1})" if log
-                               else f"np.linspace(df[{c!r}].min(), df[{c!r}].max(), {spec.bins + 1})")
-        return (f"counts, xe, ye = np.histogram2d(df[{spec.x!r}], df[{spec.y!r}], "
-                f"bins=[{edge(spec.x, spec.logx)}, {edge(spec.y, spec.logy)}])\n"
-                f"hv.QuadMesh((xe, ye, np.where(counts.T > 0, counts.T, np.nan)), [{spec.x!r}, {spec.y!r}], 'rows')"
-                f".opts(cmap='viridis', cnorm='eq_hist', colorbar=True, tools=['hover'], logx={spec.logx}, "
-                f"logy={spec.logy}, " + _kw(style) + ")")
-    method = "line" if spec.kind == "line" and not spec.color_by else "scatter"
-    colour = (f"c={spec.color_by!r}, cmap='viridis', " if spec.color_by else f"color={spec.color!r}, ")
-    if mode == "rasterized":
-        # hvPlot's rasterize ignores log axes (holoviews#2195): plot log10 of the column instead
-        lines, x, y = [], spec.x, spec.y
-        for axis, col, log in (("x", spec.x, spec.logx), ("y", spec.y, spec.logy)):
+def plot_code(settings: dict) -> str:
+    """The code drawing the plot ``settings`` describe, every value written with ``repr()``.
+
+    Scatter and line plots are the very ``hvplot.<method>(...)`` call the app makes; histograms
+    pass the app's options to ``hvplot.hist``; 2-D histograms count with ``np.histogram2d`` and
+    show a ``hv.QuadMesh`` with the app's options. One translation is needed: hvPlot's
+    ``rasterize`` bins log axes linearly (holoviews#2195), so a rasterized log axis is written as
+    the log10 of the column on a linear axis, labelled ``log10(<label>)``: the same bins as the
+    app's log-space aggregation.
+    """
+    df, x, y, opts = "df", settings["x"], settings["y"], settings["options"]
+    if settings["method"] == "hist":
+        bin_range = (f", bin_range=({df}[{x!r}][{df}[{x!r}] > 0].min(), {df}[{x!r}].max())"
+                     if opts["logx"] else "")  # the app's log bins span the values above zero
+        return f"{df}.hvplot.hist({x!r}, bins={settings['bins']!r}{bin_range}, {_kw(opts)})"
+    if settings["method"] == "hist2d":
+        def edges(column: str, log: bool) -> str:
             if log:
-                new = f"log10({col})"
-                lines.append(f"df[{new!r}] = np.log10(df[{col!r}].where(df[{col!r}] > 0))")
-                style[f"{axis}label"] = f"log10({style[f'{axis}label']})"
-                x, y = (new, y) if axis == "x" else (x, new)
-        agg = "aggregator='mean', " if spec.color_by else ""
-        colour = f"c={spec.color_by!r}, cmap='viridis', " if spec.color_by else f"cmap=[ 'white', {spec.color!r}], "
-        lines.append(f"df.hvplot.{method}(x={x!r}, y={y!r}, rasterize=True, cnorm='eq_hist', {agg}{colour}"
-                     + _kw(style) + ")")
-        return "\n".join(lines)
-    marker = f"marker={spec.marker!r}, size={spec.size!r}, " if method == "scatter" else f"line_width={max(1.0, spec.size / 2)!r}, "
-    return (f"df.hvplot.{method}(x={spec.x!r}, y={spec.y!r}, {colour}{marker}logx={spec.logx}, logy={spec.logy}, "
-            + _kw(style) + ")")
+                return (f"np.geomspace({df}[{column!r}][{df}[{column!r}] > 0].min(), {df}[{column!r}].max(), "
+                        f"{settings['bins'] + 1!r})")
+            return f"np.linspace({df}[{column!r}].min(), {df}[{column!r}].max(), {settings['bins'] + 1!r})"
+        return (f"counts, xe, ye = np.histogram2d({df}[{x!r}], {df}[{y!r}], "
+                f"bins=[{edges(x, opts['logx'])}, {edges(y, opts['logy'])}])\n"
+                f"hv.QuadMesh((xe, ye, np.where(counts.T > 0, counts.T, np.nan)), [{x!r}, {y!r}], 'rows')"
+                f".opts({_kw(opts)})")
+    keywords, lines = hvplot_keywords(settings), []
+    if settings["rasterize"]:
+        for axis in ("x", "y"):
+            column = keywords[axis]
+            if keywords[f"log{axis}"]:
+                logged = f"log10({column})"
+                lines.append(f"{df}[{logged!r}] = np.log10({df}[{column!r}].where({df}[{column!r}] > 0))")
+                keywords.update({axis: logged, f"log{axis}": False,
+                                 f"{axis}label": f"log10({keywords[f'{axis}label']})"})
+    lines.append(f"{df}.hvplot.{settings['method']}({_kw(keywords)})")
+    return "\n".join(lines)
 
 
-def _kw(style: dict) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in style.items())
+def _kw(keywords: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in keywords.items())
 
 
 def write_notebook(spec, data_path: Path, fmt: str, options: dict, columns: list[str], home: Path,

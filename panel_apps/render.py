@@ -1,4 +1,4 @@
-"""Turn a prepared table and a :class:`~panel_apps.spec.PlotSpec` into a plot.
+"""Draw a prepared table as the settings of :func:`panel_apps.settings.plot_settings` describe.
 
 Two modes, never a silent sample:
 
@@ -11,6 +11,9 @@ Two modes, never a silent sample:
 
 Histograms bin all rows with numpy and re-bin the visible range on zoom; 2-D histograms are a rasterized view with ``bins`` x ``bins``
 pixels. Rows that a log axis cannot show (values <= 0) are counted and reported, not dropped quietly.
+
+Every function here takes the settings dict, never the spec: the notebook exporter writes code
+from the same dict, so the plot on screen and the exported code agree by construction.
 """
 from __future__ import annotations
 
@@ -25,12 +28,13 @@ import numpy as np
 import pandas as pd
 from bokeh.events import RangesUpdate
 from bokeh.models import ColorBar, ColumnDataSource, EqHistColorMapper, HoverTool, Range1d
-from bokeh.palettes import Viridis256
 from bokeh.plotting import figure
 
 from . import text
+from .settings import PALETTE_STEPS, RASTERIZED, STANDARD, hvplot_keywords
 
-STANDARD, RASTERIZED = "standard", "rasterized"
+__all__ = ["RASTERIZED", "STANDARD", "Aggregate", "RasterFigure", "aggregate", "choose_mode", "histogram",
+           "histogram_bins", "log_hidden_rows", "palette", "shade_image", "standard_plot", "start_warm_up"]
 _MARGIN_X, _MARGIN_Y = 70, 60  # room Bokeh takes for axes/title, so one pixel is one bin
 # Datashader's compile caches are not safe to fill from two threads at once (seen as garbled
 # dimension errors while the warm-up thread runs): one aggregation at a time per process.
@@ -70,13 +74,14 @@ def _warm_up() -> None:
     tf.spread(agg.astype(np.float32), px=1, how="max")
 
 
-def log_hidden_rows(frame: pd.DataFrame, spec) -> int:
+def log_hidden_rows(frame: pd.DataFrame, settings: dict) -> int:
     """Rows a log axis cannot show (value <= 0 or not finite on a log axis)."""
     hidden = np.zeros(len(frame), dtype=bool)
-    if spec.logx and spec.x in frame:
-        hidden |= ~(frame[spec.x].to_numpy() > 0)
-    if spec.logy and spec.kind != "hist" and spec.y in frame:
-        hidden |= ~(frame[spec.y].to_numpy() > 0)
+    opts = settings["options"]
+    if opts["logx"] and settings["x"] in frame:
+        hidden |= ~(frame[settings["x"]].to_numpy() > 0)
+    if opts["logy"] and settings["y"] is not None and settings["y"] in frame:
+        hidden |= ~(frame[settings["y"]].to_numpy() > 0)
     return int(hidden.sum())
 
 
@@ -107,30 +112,30 @@ class Aggregate:
     value_name: str
 
 
-def aggregate(frame: pd.DataFrame, spec, x_range, y_range, width: int, height: int) -> Aggregate:
+def aggregate(frame: pd.DataFrame, settings: dict, x_range, y_range, width: int, height: int) -> Aggregate:
     """Aggregate all rows of ``frame`` that fall in the ranges into a ``width`` x ``height`` image."""
     with _DATASHADER:
-        return _aggregate(frame, spec, x_range, y_range, width, height)
+        return _aggregate(frame, settings, x_range, y_range, width, height)
 
 
-def _aggregate(frame: pd.DataFrame, spec, x_range, y_range, width: int, height: int) -> Aggregate:
+def _aggregate(frame: pd.DataFrame, settings: dict, x_range, y_range, width: int, height: int) -> Aggregate:
+    opts = settings["options"]
     canvas = ds.Canvas(plot_width=max(1, int(width)), plot_height=max(1, int(height)),
                        x_range=tuple(x_range), y_range=tuple(y_range),
-                       x_axis_type="log" if spec.logx else "linear", y_axis_type="log" if spec.logy else "linear")
-    colour = spec.color_by if spec.kind in ("scatter", "line") and spec.color_by else None
-    glyph = canvas.line if spec.kind == "line" else canvas.points
-    frame = _as_xyc(frame, spec.x, spec.y, colour)
-    agg = glyph(frame, "x", "y", agg=ds.mean("c") if colour else ds.count())
-    counts = agg if not colour else glyph(frame, "x", "y", agg=ds.count())
-    rows = int(counts.values.sum()) if spec.kind != "line" else _rows_inside(frame, x_range, y_range)
+                       x_axis_type="log" if opts["logx"] else "linear", y_axis_type="log" if opts["logy"] else "linear")
+    mean = settings["aggregator"] == "mean"
+    glyph = canvas.line if settings["method"] == "line" else canvas.points
+    frame = _as_xyc(frame, settings["x"], settings["y"], settings["c"] if mean else None)
+    agg = glyph(frame, "x", "y", agg=ds.mean("c") if mean else ds.count())
+    counts = agg if not mean else glyph(frame, "x", "y", agg=ds.count())
+    rows = int(counts.values.sum()) if settings["method"] != "line" else _rows_inside(frame, x_range, y_range)
     image = agg.values.astype(np.float32)
-    px = int(spec.size // 4) if spec.kind == "scatter" else 0
-    if px:
-        image = tf.spread(agg.astype(np.float32), px=min(px, 6), how="max" if colour else "add").values
-    if not colour:
+    if settings["spread"]:
+        image = tf.spread(agg.astype(np.float32), px=settings["spread"], how="max" if mean else "add").values
+    if not mean:
         image[image == 0] = np.nan
     return Aggregate(image, tuple(map(float, x_range)), tuple(map(float, y_range)), rows,
-                     f"mean {colour}" if colour else "rows")
+                     settings["hover"]["value"] if settings["hover"] else "rows")
 
 
 def _as_xyc(frame: pd.DataFrame, x: str, y: str, colour: str | None) -> pd.DataFrame:
@@ -143,12 +148,14 @@ def _as_xyc(frame: pd.DataFrame, x: str, y: str, colour: str | None) -> pd.DataF
     return pd.DataFrame({k: frame[v].to_numpy(dtype=np.float64, copy=False) for k, v in cols.items()}, copy=False)
 
 
-def shade_image(image: np.ndarray, spec):
+def shade_image(image: np.ndarray, settings: dict):
     """An RGB PIL image of an aggregate, coloured like the browser view (eq_hist, white background)."""
     import xarray as xr
+    opts = settings["options"]
     arr = xr.DataArray(np.nan_to_num(image, nan=0.0), dims=("y", "x"))
     with _DATASHADER:
-        shaded = tf.shade(arr, cmap=palette_for(spec), how="eq_hist", min_alpha=int(255 * 0.4 * spec.alpha) + 40)
+        shaded = tf.shade(arr, cmap=palette(opts["cmap"]), how=opts["cnorm"],
+                          min_alpha=int(255 * 0.4 * opts["alpha"]) + 40)
         return tf.set_background(shaded, "white").to_pil().convert("RGB")
 
 
@@ -168,43 +175,46 @@ def _rows_inside(frame: pd.DataFrame, x_range, y_range) -> int:
     return int(((x >= x_range[0]) & (x <= x_range[1]) & (y >= y_range[0]) & (y <= y_range[1])).sum())
 
 
-def palette_for(spec) -> list[str]:
-    """Viridis when colouring by a column, else light-to-full shades of the chosen colour."""
-    if spec.color_by and spec.kind in ("scatter", "line"):
-        return list(Viridis256)
-    r, g, b = (int(spec.color[i:i + 2], 16) for i in (1, 3, 5))
-    steps = 256
-    return ["#%02x%02x%02x" % tuple(int(255 - (255 - c) * (0.25 + 0.75 * i / (steps - 1))) for c in (r, g, b))
-            for i in range(steps)]
+def palette(cmap) -> list[str]:
+    """The colours of a colour map (a name or a list), resolved as HoloViews resolves it for the notebook."""
+    from holoviews.plotting.util import process_cmap
+    return process_cmap(cmap, PALETTE_STEPS)
 
 
 class RasterFigure:
     """A Bokeh figure whose image is re-aggregated on the server after every zoom or pan.
 
+    Built from the settings of a rasterized view: size, axes (log axes are binned in log space),
+    title, labels, colour map and its normalisation, bins of a 2-D histogram, hover labels.
     ``on_update(aggregate)`` is called after each new frame (the app shows what is in view).
     """
 
-    def __init__(self, frame: pd.DataFrame, spec, on_update: Callable[[Aggregate], None] | None = None):
-        self.frame, self.spec, self.on_update = frame, spec, on_update
-        self.bins = (spec.bins, spec.bins) if spec.kind == "hist2d" else None
-        x0 = data_range(frame[spec.x].to_numpy(), spec.logx)
-        y0 = data_range(frame[spec.y].to_numpy(), spec.logy)
+    def __init__(self, frame: pd.DataFrame, settings: dict, on_update: Callable[[Aggregate], None] | None = None):
+        self.frame, self.settings, self.on_update = frame, settings, on_update
+        opts = settings["options"]
+        self.logx, self.logy = opts["logx"], opts["logy"]
+        self.bins = (settings["bins"], settings["bins"]) if settings["bins"] else None
+        x0 = data_range(frame[settings["x"]].to_numpy(), self.logx)
+        y0 = data_range(frame[settings["y"]].to_numpy(), self.logy)
         self.source = ColumnDataSource({"image": [], "x": [], "y": [], "dw": [], "dh": []})
-        fig = figure(width=spec.width, height=spec.height, title=text.canvas(spec.title) or None,
-                     x_axis_type="log" if spec.logx else "linear", y_axis_type="log" if spec.logy else "linear",
+        fig = figure(width=opts["width"], height=opts["height"], title=text.shown_title(opts["title"]) or None,
+                     x_axis_type="log" if self.logx else "linear", y_axis_type="log" if self.logy else "linear",
                      x_range=Range1d(*x0), y_range=Range1d(*y0),
                      tools="pan,wheel_zoom,box_zoom,reset,save", active_scroll="wheel_zoom")
-        fig.xaxis.axis_label = text.canvas(spec.xlabel or spec.x)
-        fig.yaxis.axis_label = text.canvas(spec.ylabel or spec.y)
-        self.mapper = EqHistColorMapper(palette=palette_for(spec), nan_color=(0, 0, 0, 0))
+        fig.xaxis.axis_label = opts["xlabel"]
+        fig.yaxis.axis_label = opts["ylabel"]
+        if opts["cnorm"] != "eq_hist":
+            raise ValueError(f"Unsupported colour normalisation {opts['cnorm']!r}.")
+        self.mapper = EqHistColorMapper(palette=palette(opts["cmap"]), nan_color=(0, 0, 0, 0))
         image = fig.image(image="image", x="x", y="y", dw="dw", dh="dh", source=self.source,
-                          color_mapper=self.mapper, global_alpha=spec.alpha)
-        self.value_name = f"mean {spec.color_by}" if spec.color_by and spec.kind in ("scatter", "line") else "rows"
-        fig.add_tools(HoverTool(renderers=[image], tooltips=[  # labels are set as text: no escaping needed
-            (spec.xlabel or spec.x, "$x{0.[000]e}"), (spec.ylabel or spec.y, "$y{0.[000]e}"),
-            (self.value_name, "@image{0,0.[000]}")]))
-        if spec.color_by and spec.kind in ("scatter", "line"):
-            fig.add_layout(ColorBar(color_mapper=self.mapper, title=text.canvas(spec.color_by)), "right")
+                          color_mapper=self.mapper, global_alpha=opts["alpha"])
+        hover = settings["hover"]
+        self.value_name = hover["value"]
+        if "hover" in opts["tools"]:
+            fig.add_tools(HoverTool(renderers=[image], tooltips=[  # labels are set as text: no escaping needed
+                (hover["x"], "$x{0.[000]e}"), (hover["y"], "$y{0.[000]e}"), (hover["value"], "@image{0,0.[000]}")]))
+        if opts["colorbar"]:
+            fig.add_layout(ColorBar(color_mapper=self.mapper, title=opts.get("clabel")), "right")
         fig.on_event(RangesUpdate, self._on_ranges)
         self.figure = fig
         self.last: Aggregate | None = None
@@ -212,13 +222,15 @@ class RasterFigure:
         self.render(x0, y0)
 
     def canvas_size(self) -> tuple[int, int]:
+        """Pixels of the aggregate: the bins of a 2-D histogram, else the plot's inner size."""
         if self.bins:
             return self.bins
-        return max(50, self.spec.width - _MARGIN_X), max(50, self.spec.height - _MARGIN_Y)
+        opts = self.settings["options"]
+        return max(50, opts["width"] - _MARGIN_X), max(50, opts["height"] - _MARGIN_Y)
 
     def render(self, x_range, y_range) -> Aggregate:
         """Aggregate the given ranges and push the image to the browser."""
-        agg = aggregate(self.frame, self.spec, x_range, y_range, *self.canvas_size())
+        agg = aggregate(self.frame, self.settings, x_range, y_range, *self.canvas_size())
         (xa, xb), (ya, yb) = agg.x_range, agg.y_range
         self.source.data = {"image": [agg.image], "x": [xa], "y": [ya], "dw": [xb - xa], "dh": [yb - ya]}
         self.last = agg
@@ -241,62 +253,52 @@ class RasterFigure:
             return
         ranges, self._pending = self._pending, None
         (xa, xb), (ya, yb) = ranges
-        if self.spec.logx and xa <= 0:
+        if self.logx and xa <= 0:
             xa = xb / 1e6
-        if self.spec.logy and ya <= 0:
+        if self.logy and ya <= 0:
             ya = yb / 1e6
         if xb > xa and yb > ya:
             self.render((xa, xb), (ya, yb))
 
 
-def histogram(frame: pd.DataFrame, spec):
-    """A histogram of all rows of ``spec.x`` that re-bins the visible range on zoom and pan."""
+def histogram(frame: pd.DataFrame, settings: dict):
+    """A histogram of all rows of the settings' ``x`` that re-bins the visible range on zoom and pan."""
     import holoviews as hv
-    histogram_bins(frame, spec)  # fail now, readably, rather than inside the first render
-    return hv.DynamicMap(lambda x_range: histogram_bins(frame, spec, x_range),
+    histogram_bins(frame, settings)  # fail now, readably, rather than inside the first render
+    return hv.DynamicMap(lambda x_range: histogram_bins(frame, settings, x_range),
                          streams=[hv.streams.RangeX()])
 
 
-def histogram_bins(frame: pd.DataFrame, spec, x_range=None):
-    """``spec.bins`` bins over ``x_range`` (default: all the data), log-spaced on a log x axis."""
+def histogram_bins(frame: pd.DataFrame, settings: dict, x_range=None):
+    """``bins`` bins over ``x_range`` (default: all the data), log-spaced on a log x axis.
+
+    On a log axis the bins span the values above zero (the notebook's ``bin_range`` says the same).
+    """
     import holoviews as hv
     import holoviews.plotting.bokeh  # noqa: F401  registers the backend .opts() validates against
-    values = frame[spec.x].to_numpy()
+    x, bins, opts = settings["x"], settings["bins"], settings["options"]
+    logx = opts["logx"]
+    values = frame[x].to_numpy()
     values = values[np.isfinite(values)]
-    if spec.logx:
+    if logx:
         values = values[values > 0]
     if values.size == 0:
-        raise ValueError(f"Column '{spec.x}' has no values to count" + (" above zero" if spec.logx else "") + ".")
+        raise ValueError(f"Column '{x}' has no values to count" + (" above zero" if logx else "") + ".")
     lo, hi = float(values.min()), float(values.max())
     if x_range is not None and x_range[1] > x_range[0]:
         lo, hi = max(lo, float(x_range[0])), min(hi, float(x_range[1]))
-        if spec.logx and lo <= 0:
+        if logx and lo <= 0:
             lo = hi / 1e6
         if hi <= lo:  # zoomed into a gap between values
             lo, hi = float(x_range[0]), float(x_range[1])
     if hi == lo:
         hi = lo + (abs(lo) or 1.0) * 1e-6
-    edges = np.geomspace(lo, hi, spec.bins + 1) if spec.logx else np.linspace(lo, hi, spec.bins + 1)
+    edges = np.geomspace(lo, hi, bins + 1) if logx else np.linspace(lo, hi, bins + 1)
     counts, edges = np.histogram(values, bins=edges)
-    return hv.Histogram((edges, counts), kdims=[spec.x], vdims=["rows"]).opts(
-        color=spec.color, alpha=spec.alpha, width=spec.width, height=spec.height, logx=spec.logx,
-        logy=spec.logy, title=text.holoviews_title(spec.title), xlabel=text.canvas(spec.xlabel or spec.x),
-        ylabel=text.canvas(spec.ylabel or "rows"),
-        tools=["hover"], framewise=False, backend="bokeh")
+    return hv.Histogram((edges, counts), kdims=[x], vdims=["rows"]).opts(**opts, backend="bokeh")
 
 
-def standard_plot(frame: pd.DataFrame, spec):
-    """Every row as a Bokeh glyph, via hvPlot (scatter or line)."""
+def standard_plot(frame: pd.DataFrame, settings: dict):
+    """Every row as a Bokeh glyph: the ``hvplot.<method>`` call the settings describe."""
     import hvplot.pandas  # noqa: F401  registers .hvplot
-    common = dict(x=spec.x, y=spec.y, width=spec.width, height=spec.height, logx=spec.logx, logy=spec.logy,
-                  title=text.holoviews_title(spec.title), xlabel=text.canvas(spec.xlabel or spec.x),
-                  ylabel=text.canvas(spec.ylabel or spec.y), alpha=spec.alpha, responsive=False)
-    if spec.kind == "line":
-        opts = dict(color=spec.color, line_width=max(1.0, spec.size / 2))
-        if spec.color_by:
-            return frame.hvplot.scatter(c=spec.color_by, cmap="viridis", marker="circle", size=spec.size,
-                                        clabel=text.canvas(spec.color_by), **common)
-        return frame.hvplot.line(**common, **opts)
-    colour = (dict(c=spec.color_by, cmap="viridis", colorbar=True, clabel=text.canvas(spec.color_by)) if spec.color_by
-              else dict(color=spec.color))
-    return frame.hvplot.scatter(marker=spec.marker, size=spec.size, hover_cols=[], **colour, **common)
+    return getattr(frame.hvplot, settings["method"])(**hvplot_keywords(settings))

@@ -1,7 +1,8 @@
 """The plot specification: everything a student chose, as one ``param.Parameterized`` object.
 
-The app generates its widgets from these parameters (``pn.Param``), the renderer reads them,
-"Save configuration" writes them as JSON and "Open as notebook" turns them into hvPlot code.
+The app generates its widgets from these parameters (``pn.Param``), "Save configuration" writes
+them as JSON, and :func:`panel_apps.settings.plot_settings` turns them into the one description of
+the plot that both the renderer and "Open as notebook" use.
 Column selectors start empty; :meth:`PlotSpec.set_columns` fills them once a file is previewed.
 
 What a configuration may contain is decided here, once: :meth:`PlotSpec.check` applies the rules

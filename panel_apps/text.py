@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 _ZERO_WIDTH_SPACE = "\u200b"
 _TEX_DELIMITER = re.compile(r"\$(?=\$)|\\(?=[\[\]()])")  # the first character of $$, \[, \], \(, \)
+_DOUBLED_BRACE = re.compile(r"\{\{|\}\}")
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$])")  # < > & are HTML-escaped
 
 
@@ -67,6 +68,14 @@ def format_literal(value) -> str:
 def holoviews_title(value) -> str:
     """A title for HoloViews/hvPlot: shown on the canvas as typed, never formatted."""
     return format_literal(canvas(value))
+
+
+def shown_title(holoviews_text: str) -> str:
+    """The canvas text HoloViews shows for a :func:`holoviews_title` (its doubled braces undone).
+
+    For views drawn with Bokeh directly, so their titles match the HoloViews ones.
+    """
+    return _DOUBLED_BRACE.sub(lambda m: m.group(0)[0], str(holoviews_text))
 
 
 def markdown(value) -> str:

@@ -10,6 +10,7 @@ from PIL import Image
 
 from panel_apps import render
 from panel_apps.export import view_png
+from panel_apps.settings import RASTERIZED, STANDARD, plot_settings
 from panel_apps.spec import PlotSpec
 
 
@@ -27,6 +28,11 @@ def spec_for(**kw):
     return spec
 
 
+def raster(spec):
+    """The settings the app draws a rasterized view (or a histogram) from."""
+    return plot_settings(spec, RASTERIZED)
+
+
 def test_auto_mode_switches_at_the_admin_threshold():
     spec = spec_for()
     assert render.choose_mode(spec, 1000, threshold=1000) == "standard"
@@ -40,7 +46,7 @@ def test_auto_mode_switches_at_the_admin_threshold():
 def test_student_zooms_and_the_server_aggregates_the_new_range(grid):
     spec = spec_for(size=1)
     frames = []
-    view = render.RasterFigure(grid, spec, on_update=frames.append)
+    view = render.RasterFigure(grid, raster(spec), on_update=frames.append)
     assert view.last.rows_in_view == len(grid) == 160_000
     assert np.nansum(view.source.data["image"][0]) == 160_000  # every row, no sample
     view.figure._trigger_event(RangesUpdate(view.figure, x0=0, x1=50, y0=0, y1=25))
@@ -54,7 +60,7 @@ def test_student_zooms_and_the_server_aggregates_the_new_range(grid):
 
 def test_zoom_inside_a_served_document_is_coalesced_to_the_latest_range(grid):
     spec = spec_for(size=1)
-    view = render.RasterFigure(grid, spec)
+    view = render.RasterFigure(grid, raster(spec))
     Document().add_root(view.figure)  # no session: applied at once
     view._on_ranges(RangesUpdate(view.figure, x0=10, x1=20, y0=10, y1=20))
     assert view.last.rows_in_view == 40 * 40
@@ -65,7 +71,7 @@ def test_log_axes_are_binned_in_log_space_when_rasterized():
     frame = pd.DataFrame({"x": 10.0 ** np.arange(6), "y": np.ones(6)})
     spec = spec_for(logx=True, size=1)
     spec.set_columns(["x", "y"])
-    agg = render.aggregate(frame, spec, (1.0, 1e6), (0.5, 1.5), 6, 1)
+    agg = render.aggregate(frame, raster(spec), (1.0, 1e6), (0.5, 1.5), 6, 1)
     assert agg.image[0].tolist() == [1, 1, 1, 1, 1, 1]  # linear binning would put 5 of 6 in bin 0
     assert agg.rows_in_view == 6
 
@@ -74,14 +80,14 @@ def test_log_axis_rows_at_or_below_zero_are_counted_not_hidden():
     frame = pd.DataFrame({"x": [-1.0, 0.0, 1.0, 10.0], "y": [1.0, 1.0, 1.0, 1.0]})
     spec = spec_for(logx=True)
     spec.set_columns(["x", "y"])
-    assert render.log_hidden_rows(frame, spec) == 2
+    assert render.log_hidden_rows(frame, plot_settings(spec, STANDARD)) == 2
     lo, hi = render.data_range(frame["x"].to_numpy(), log=True)
     assert 0 < lo < 1 and hi > 10
 
 
 def test_colour_by_shows_mean_of_the_column(grid):
     spec = spec_for(color_by="w", size=1)
-    agg = render.aggregate(grid, spec, (0, 100), (0, 100), 4, 4)
+    agg = render.aggregate(grid, raster(spec), (0, 100), (0, 100), 4, 4)
     assert agg.value_name == "mean w"
     assert np.allclose(agg.image[0], [25, 75, 125, 175])  # w = 2x, mean over each quarter of x
 
@@ -90,7 +96,7 @@ def test_histogram_counts_all_rows_with_log_bins():
     frame = pd.DataFrame({"x": np.concatenate([np.full(10, 2.0), np.full(30, 2000.0), [-5.0]])})
     spec = PlotSpec(kind="hist", bins=3, logx=True)
     spec.set_columns(["x"])
-    hist = render.histogram_bins(frame, spec)
+    hist = render.histogram_bins(frame, raster(spec))
     counts = hist.dimension_values("rows")
     edges = hist.interface.coords(hist, "x", edges=True)
     assert counts.tolist() == [10, 0, 30]
@@ -101,7 +107,7 @@ def test_histogram_rebins_the_visible_range_when_zoomed():
     frame = pd.DataFrame({"x": np.arange(1000, dtype=float)})  # 0 .. 999
     spec = PlotSpec(kind="hist", bins=10)
     spec.set_columns(["x"])
-    dm = render.histogram(frame, spec)
+    dm = render.histogram(frame, raster(spec))
     full = dm[()]
     assert full.dimension_values("rows").tolist() == [100] * 10
     dm.event(x_range=(100.0, 199.0))  # what a zoom in the browser sends
@@ -114,7 +120,7 @@ def test_histogram_rebins_the_visible_range_when_zoomed():
 
 def test_2d_histogram_is_a_rasterized_view_with_bins_pixels(grid):
     spec = spec_for(kind="hist2d", bins=10)
-    view = render.RasterFigure(grid, spec)
+    view = render.RasterFigure(grid, raster(spec))
     assert view.source.data["image"][0].shape == (10, 10)
     assert np.nansum(view.source.data["image"][0]) == len(grid)
     assert view.figure.select_one({"type": render.HoverTool}) is not None
@@ -123,7 +129,7 @@ def test_2d_histogram_is_a_rasterized_view_with_bins_pixels(grid):
 def test_png_export_has_the_plot_size_and_is_decodable(grid):
     for kind in ("scatter", "hist", "hist2d"):
         spec = spec_for(kind=kind, width=320, height=240, title="T")
-        png = view_png(grid, spec, (0, 50), (0, 50) if kind != "hist" else None)
+        png = view_png(grid, raster(spec), (0, 50), (0, 50) if kind != "hist" else None)
         img = Image.open(io.BytesIO(png))
         img.verify()
         assert img.size == (320, 240) and img.format == "PNG"
@@ -131,7 +137,7 @@ def test_png_export_has_the_plot_size_and_is_decodable(grid):
 
 def test_standard_plot_uses_the_chosen_marker(grid):
     spec = spec_for(marker="triangle", size=7, color="#ff0000")
-    plot = render.standard_plot(grid.head(100), spec)
+    plot = render.standard_plot(grid.head(100), plot_settings(spec, STANDARD))
     opts = plot.opts.get().kwargs
     assert opts["marker"] == "triangle" and opts["color"] == "#ff0000"
 
@@ -143,7 +149,7 @@ def test_line_plots_rasterize_with_and_without_colour(grid):
         spec = spec_for(kind="line", color_by=colour)
         spec.set_columns(["t", "q", "c"])
         spec.param.update(x="t", y="q", color_by=colour)
-        view = render.RasterFigure(frame, spec)
+        view = render.RasterFigure(frame, raster(spec))
         assert view.last.rows_in_view == 2000
         view.render((0.0, 5.0), (-2.0, 2.0))
         assert 990 <= view.last.rows_in_view <= 1010

@@ -16,6 +16,7 @@ from bokeh.document import Document
 
 from panel_apps.app import PlotApp
 from panel_apps.config import PlotAppConfig
+from panel_apps.settings import plot_settings
 from panel_apps.spec import PlotSpec
 
 IMG = "<img src=x onerror=window.__xss=1>"
@@ -122,10 +123,11 @@ def test_titles_and_labels_on_the_plot_are_never_typeset_nor_formatted(kind, mod
     spec = PlotSpec(kind=kind, mode=mode, title=f"{TEX} {FORMAT}", ylabel=TEX)
     spec.set_columns(list(frame))
     spec.param.update(x=COLUMNS[1], y=TEX, color_by=TEX if kind == "scatter" else "")
+    settings = plot_settings(spec, mode)
     if mode == "rasterized":
-        figure = render.RasterFigure(frame, spec).figure
+        figure = render.RasterFigure(frame, settings).figure
     else:
-        obj = render.histogram(frame, spec) if kind == "hist" else render.standard_plot(frame, spec)
+        obj = render.histogram(frame, settings) if kind == "hist" else render.standard_plot(frame, settings)
         figure = hv.render(obj, backend="bokeh")
     texts = _canvas_texts(figure)
     assert any(t.replace("\u200b", "") == f"{TEX} {FORMAT}" for t in texts), texts  # the title, as typed

@@ -1,10 +1,17 @@
 """The no-code plotting app: pick a file, see what is in it, get an interactive plot.
 
-State lives in :class:`~panel_apps.spec.PlotSpec` (what to plot) and :class:`PlotApp` (which
-file, what is on screen); the plot widgets are generated from the spec with ``pn.Param``.
-Every user action runs inside :meth:`PlotApp._guard`, so a bad file or formula ends up as a
-sentence in the red error area and the app stays usable. Preparing a plot (reading columns,
-formulas, filters) runs in a worker thread with an admin time limit, off the event loop.
+:class:`PlotApp` is a Panel ``Viewer``. Its state lives in ``param.Parameterized`` objects by
+topic — :class:`~panel_apps.controls.FileChoice` (which file, how to read it),
+:class:`~panel_apps.spec.PlotSpec` (the plot), :class:`~panel_apps.controls.ColumnNames`,
+:class:`~panel_apps.controls.Extras` (derived columns and filters) and
+:class:`~panel_apps.controls.Exports` — and what is on screen in the app's own parameters. Widgets
+are generated from those parameters; buttons are ``param.Event`` parameters the app's actions
+depend on, and any change of the plot's parameters redraws it. What is drawn comes from
+:func:`panel_apps.settings.plot_settings`, the same settings "Open as notebook" writes as code.
+
+Every action shows its failure as a sentence in the red error area and the app stays usable.
+Preparing a plot (reading columns, formulas, filters) runs in a worker thread with an admin time
+limit, off the event loop, while the plot area shows that it is loading.
 
 Serve it with ``python -m panel_apps.launcher`` (what jupyter-server-proxy runs) or
 ``panel serve panel_apps/app.py``.
@@ -22,125 +29,110 @@ import param
 
 from panel_apps import render, text
 from panel_apps.config import PlotAppConfig
+from panel_apps.controls import DELIMITERS, ColumnNames, Exports, Extras, FileChoice
 from panel_apps.dataset import DataSource
 from panel_apps.export import view_png, write_notebook
 from panel_apps.expressions import FormulaError
 from panel_apps.loaders import LoadError
 from panel_apps.paths import AllowedRoots, OpenedFile, PathRefused
-from panel_apps.settings import plot_settings
+from panel_apps.settings import RASTERIZED, STANDARD, plot_settings
 from panel_apps.spec import PlotSpec, check_reader
 
 log = logging.getLogger(__name__)
 USER_ERRORS = (LoadError, PathRefused, FormulaError, ValueError, KeyError, OSError)
-DELIMITERS = {"auto": "auto", "whitespace": None, "comma": ",", "tab": "\t", "semicolon": ";"}
-MAX_RENAME_FIELDS = 64
+REDRAWN_BY = PlotSpec.PLOT_PARAMS + ("derived", "filters", "rename")  # spec parameters the plot shows
 ERROR_STYLE = {"background": "#f8d7da", "color": "#721c24", "border": "1px solid #f5c6cb", "border-radius": "4px",
                "padding": "0 12px"}
 
 
-class PlotApp(param.Parameterized):
-    """One browser session of the app."""
+class PlotApp(pn.viewable.Viewer):
+    """One browser session of the app: the page (``__panel__``) and what its buttons do."""
 
-    status = param.String(default="<p>Choose a file and press Preview.</p>", doc="HTML: user text via panel_apps.text.")
+    files = param.ClassSelector(class_=FileChoice, constant=True, doc="Which file, and how to read it.")
+    spec = param.ClassSelector(class_=PlotSpec, constant=True, doc="The plot.")
+    extras = param.ClassSelector(class_=Extras, constant=True, doc="Derived columns and filters.")
+    exports = param.ClassSelector(class_=Exports, constant=True, doc="Save and export.")
+    renames = param.ClassSelector(class_=ColumnNames, default=None, allow_None=True,
+                                  doc="The previewed file's rename fields.")
+
+    # what is on screen; HTML is made with panel_apps.text, so nothing typed or read runs as markup
+    status = param.String(default="<p>Choose a file and press Preview.</p>", doc="HTML status line.")
+    error = param.String(default="", doc="HTML sentence on the last action that failed; shown when not empty.")
+    summary = param.String(default="", doc="HTML: the previewed file's format, rows and column types.")
+    preview_rows = param.DataFrame(default=None, allow_None=True, doc="The first rows of the previewed file.")
+    can_load = param.Boolean(default=False, doc="A file is previewed and not being converted.")
+    load_and_plot = param.Event(label="Load and plot", doc="Convert the file if needed and draw the plot.")
+    converting = param.Boolean(default=False, doc="A text file is being converted (the progress bar shows).")
+    progress = param.Integer(default=0, bounds=(0, 100), doc="Percent of the file converted.")
+    notice = param.String(default="", doc="A warning on the plot, e.g. rows a log axis cannot show.")
+    mode_text = param.String(default="", doc="Markdown: how the plot is drawn, and of how many rows.")
+    view_text = param.String(default="", doc="Markdown: ranges and rows of a rasterized view.")
+    drawing = param.Boolean(default=False, doc="A plot is being prepared: the plot area shows it is loading.")
 
     def __init__(self, config: PlotAppConfig | None = None, **params):
-        super().__init__(**params)
-        self.config = config or PlotAppConfig()
-        self.roots = AllowedRoots.of(self.config.all_roots())
-        self.spec = PlotSpec()
+        config = config or PlotAppConfig()
+        roots = AllowedRoots.of(config.all_roots())
+        super().__init__(files=FileChoice([str(r) for r in roots.roots]), spec=PlotSpec(), extras=Extras(),
+                         exports=Exports(png_file=self.png_file, config_file=self.config_file), **params)
+        self.config, self.roots = config, roots
         self.source: DataSource | None = None
-        self.frame = None
+        self.frame = None  # the plotted table, and the choices it was drawn with
+        self.drawn: PlotSpec | None = None
+        self.mode: str | None = None
         self.raster: render.RasterFigure | None = None
         self.range_stream = None
-        self.mode = None
-        self._quiet = False
         self._plots_started = 0  # replots run concurrently: only the latest one draws
         self._plots_settled = 0  # ... and exports wait until it has (see _plot_pending)
-        self._build_widgets()
-        self.spec.param.watch(self._on_spec_change, list(PlotSpec.PLOT_PARAMS) + ["derived", "filters", "rename"])
+        self.plot_area = pn.Column(css_classes=["nh-plot"], loading=self.param.drawing)
+        self._page = self._layout()
+        self.list_files()
 
-    # ----------------------------------------------------------------- widgets and layout
-    def _build_widgets(self) -> None:
-        root_names = [str(r) for r in self.roots.roots]
-        self.root_select = pn.widgets.Select(label="Folder", options=root_names, value=root_names[0])
-        self.file_select = pn.widgets.Select(label="File", options=[], width=250)
-        self.path_input = pn.widgets.TextInput(label="…or type a path inside the folder", placeholder="data/run1.txt")
-        self.delimiter = pn.widgets.Select(label="Separator", options=list(DELIMITERS), value="auto", width=140)
-        self.header = pn.widgets.Select(label="Header row", options=["auto", "yes", "no"], value="auto", width=140)
-        self.table_choice = pn.widgets.Select(label="Table / tree", options=[], visible=False)
-        self.preview_button = pn.widgets.Button(label="Preview", color="primary")
-        self.refresh_button = pn.widgets.Button(label="↻", width=40)
-        self.preview_pane = pn.pane.DataFrame(None, max_rows=10, escape=True, sizing_mode="stretch_width",
-                                              css_classes=["nh-preview"])
-        # panes that show file names, column names or typed text are HTML panes fed by panel_apps.text
-        self.types_pane = pn.pane.HTML("", css_classes=["nh-types"], sizing_mode="stretch_width")
-        self.rename_box = pn.Column()
-        self.rename_button = pn.widgets.Button(label="Apply column names", visible=False)
-        self.load_button = pn.widgets.Button(label="Load and plot", color="success", disabled=True)
-        self.progress = pn.indicators.Progress(value=0, max=100, visible=False, width=300)
-        self.error = pn.pane.HTML("", visible=False, css_classes=["nh-error"], sizing_mode="stretch_width",
-                                  styles=ERROR_STYLE)
-        self.notice = pn.pane.Alert("", alert_type="warning", visible=False, css_classes=["nh-notice"])
-        self.mode_indicator = pn.pane.Markdown("", css_classes=["nh-mode"])
-        self.view_info = pn.pane.Markdown("", css_classes=["nh-view"])
-        self.status_pane = pn.pane.HTML(self.param.status, css_classes=["nh-status"], sizing_mode="stretch_width")
-        self.plot_area = pn.Column(css_classes=["nh-plot"])
-        self.derived_name = pn.widgets.TextInput(label="New column name", placeholder="r")
-        self.derived_formula = pn.widgets.TextInput(label="Formula", placeholder="sqrt(q1**2 + q2**2)")
-        self.derived_button = pn.widgets.Button(label="Add column")
-        self.filter_column = pn.widgets.Select(label="Filter column", options=[])
-        self.filter_min = pn.widgets.TextInput(label="min", placeholder="none", width=100)
-        self.filter_max = pn.widgets.TextInput(label="max", placeholder="none", width=100)
-        self.filter_button = pn.widgets.Button(label="Add filter")
-        self.clear_button = pn.widgets.Button(label="Clear filters and columns")
-        self.extras_pane = pn.pane.HTML("", css_classes=["nh-extras"])
-        self.png_download = pn.widgets.FileDownload(callback=self._png_file, filename="plot.png",
-                                                    label="Download PNG", color="primary", disabled=True)
-        self.config_download = pn.widgets.FileDownload(callback=self._config_file, filename="plot-config.json",
-                                                       label="Save configuration", disabled=True)
-        self.config_upload = pn.widgets.FileInput(accept=".json", label="Load configuration")
-        self.notebook_button = pn.widgets.Button(label="Open as notebook", disabled=True)
-        self.spec_widgets = pn.Param(
+    # ----------------------------------------------------------------- the page
+    def __panel__(self) -> pn.viewable.Viewable:
+        return self._page
+
+    def _layout(self) -> pn.viewable.Viewable:
+        spec_widgets = pn.Param(
             self.spec, parameters=list(PlotSpec.PLOT_PARAMS), show_name=False, sizing_mode="stretch_width",
             widgets={"size": pn.widgets.IntSlider, "alpha": {"type": pn.widgets.FloatSlider, "step": 0.05},
                      "color": pn.widgets.ColorPicker, "width": {"type": pn.widgets.IntInput, "step": 50},
                      "height": {"type": pn.widgets.IntInput, "step": 50}, "bins": pn.widgets.IntInput})
-
-        self.root_select.param.watch(lambda e: self._guard(self._list_files), "value")
-        self.refresh_button.on_click(lambda e: self._guard(self._list_files))
-        self.file_select.param.watch(lambda e: setattr(self.path_input, "value", e.new or ""), "value")
-        self.preview_button.on_click(lambda e: self._guard(self._preview))
-        self.rename_button.on_click(lambda e: self._guard(self._apply_renames))
-        self.load_button.on_click(self._load)
-        self.derived_button.on_click(lambda e: self._guard(self._add_derived))
-        self.filter_button.on_click(lambda e: self._guard(self._add_filter))
-        self.clear_button.on_click(lambda e: self._guard(self._clear_extras))
-        self.notebook_button.on_click(self._export_notebook)
-        self.config_upload.param.watch(self._load_config, "value")
-        self._guard(self._list_files)
-
-    def view(self) -> pn.viewable.Viewable:
-        """The whole page."""
-        choose = pn.Card(self.root_select, pn.Row(self.file_select, self.refresh_button), self.path_input,
-                         pn.Row(self.delimiter, self.header), self.table_choice, self.preview_button,
-                         title="1. Choose a file", collapsible=False)
-        extras = pn.Card(self.derived_name, self.derived_formula, self.derived_button,
-                         self.filter_column, pn.Row(self.filter_min, self.filter_max), self.filter_button,
-                         self.clear_button, self.extras_pane, title="Derived columns and filters", collapsed=True)
-        output = pn.Card(self.png_download, self.config_download, self.config_upload, self.notebook_button,
-                         title="Save and export", collapsible=False)
-        sidebar = pn.Column(choose, pn.Card(self.spec_widgets, title="3. Plot", collapsible=False), extras, output,
-                            width=340)
-        preview = pn.Card(self.types_pane, self.preview_pane, self.rename_box, self.rename_button,
-                          title="2. What is in the file", sizing_mode="stretch_width")
-        main = pn.Column(self.error, self.status_pane, pn.Row(self.load_button, self.progress), self.notice,
-                         self.mode_indicator, self.view_info, self.plot_area, preview, sizing_mode="stretch_width")
+        sidebar = pn.Column(
+            pn.Card(self.files, title="1. Choose a file", collapsible=False),
+            pn.Card(spec_widgets, title="3. Plot", collapsible=False),
+            pn.Card(self.extras, title="Derived columns and filters", collapsed=True),
+            pn.Card(self.exports, title="Save and export", collapsible=False),
+            width=340)
+        # panes showing file names, column names or typed text are HTML panes fed by panel_apps.text
+        preview = pn.Card(
+            pn.pane.HTML(self.param.summary, css_classes=["nh-types"], sizing_mode="stretch_width"),
+            pn.pane.DataFrame(self.param.preview_rows, max_rows=10, escape=True, sizing_mode="stretch_width",
+                              css_classes=["nh-preview"]),
+            self._rename_fields,
+            title="2. What is in the file", sizing_mode="stretch_width")
+        main = pn.Column(
+            pn.pane.HTML(self.param.error, visible=self.param.error.rx.bool(), css_classes=["nh-error"],
+                         sizing_mode="stretch_width", styles=ERROR_STYLE),
+            pn.pane.HTML(self.param.status, css_classes=["nh-status"], sizing_mode="stretch_width"),
+            pn.Row(pn.widgets.Button.from_param(self.param.load_and_plot, color="success",
+                                                disabled=self.param.can_load.rx.not_()),
+                   pn.indicators.Progress(value=self.param.progress, max=100, width=300,
+                                          visible=self.param.converting)),
+            pn.pane.Alert(self.param.notice, alert_type="warning", visible=self.param.notice.rx.bool(),
+                          css_classes=["nh-notice"]),
+            pn.pane.Markdown(self.param.mode_text, css_classes=["nh-mode"]),
+            pn.pane.Markdown(self.param.view_text, css_classes=["nh-view"]),
+            self.plot_area, preview, sizing_mode="stretch_width")
         return pn.Row(sidebar, main, sizing_mode="stretch_width")
+
+    @param.depends("renames")
+    def _rename_fields(self):
+        return self.renames if self.renames is not None else pn.Spacer(height=0)
 
     # ----------------------------------------------------------------- error handling
     def _guard(self, action, *args):
         """Run ``action``; show user errors in the error area instead of breaking the page."""
-        self.error.visible = False  # before: an error a watcher shows during the action must stay
+        self.error = ""  # before: an error a watcher shows during the action must stay
         try:
             return action(*args)
         except Exception as exc:
@@ -149,7 +141,7 @@ class PlotApp(param.Parameterized):
 
     async def _guard_async(self, action, *args):
         """:meth:`_guard` for coroutine actions."""
-        self.error.visible = False
+        self.error = ""
         try:
             return await action(*args)
         except Exception as exc:
@@ -169,77 +161,92 @@ class PlotApp(param.Parameterized):
         message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
         if isinstance(exc, OSError) and not isinstance(exc, LoadError):
             message = f"The file could not be read: {exc.strerror or exc}."
-        self.error.object = text.paragraph("{}", message)
-        self.error.visible = True
+        self.error = text.paragraph("{}", message)
 
     # ----------------------------------------------------------------- choosing and previewing
-    def _list_files(self) -> None:
-        files = self.roots.list_files(self.root_select.value)
-        self.file_select.options = [""] + files
-        self.status = text.paragraph("{:,} data files in {}.", len(files), self.root_select.value) if files else \
-            text.paragraph("No data files found in {}; type a path instead.", self.root_select.value)
+    @param.depends("files.root", "files.refresh", watch=True)
+    def list_files(self) -> None:
+        """List the data files of the chosen folder (choosing a folder, the ↻ button)."""
+        self._guard(self._list_files)
 
-    def _reader_options(self, opened: OpenedFile) -> dict | None:
-        """None to sniff everything, else the student's overrides (separator, header, table)."""
-        same_file = self.source is not None and self.source.path == opened.real
-        choice = self.table_choice.value if same_file and self.table_choice.visible else None
-        if choice:
-            return {"dataset": choice} if self.source.format == "hdf5" else {"tree": choice}
-        if self.delimiter.value == "auto" and self.header.value == "auto":
-            return None
-        from panel_apps.loaders import detect_format, sniff_text
-        if detect_format(opened) != "text":
-            return None
-        opts = sniff_text(opened).to_dict()
-        if self.delimiter.value != "auto":
-            opts["delimiter"] = DELIMITERS[self.delimiter.value]
-        if self.header.value != "auto":
-            opts["header"] = self.header.value == "yes"
-            opts["names"] = [] if opts["header"] else opts["names"]
-        return check_reader(opts)  # the rules a saved configuration's reader options obey
+    def _list_files(self) -> None:
+        root = self.files.root
+        files = self.roots.list_files(root)
+        self.files.offer_files(files)
+        self.status = text.paragraph("{:,} data files in {}.", len(files), root) if files else \
+            text.paragraph("No data files found in {}; type a path instead.", root)
+
+    @param.depends("files.preview", watch=True)
+    def preview(self) -> None:
+        """'Preview': open the chosen file and show its columns and first rows."""
+        self._guard(self._preview)
 
     def _preview(self) -> None:
-        opened = self.roots.open(self.root_select.value, self.path_input.value)
+        files = self.files
+        opened = self.roots.open(files.root, files.path)
         try:
             options = self._reader_options(opened)
         except BaseException:
             opened.close()
             raise
         self._open(opened, options)
-        self.spec.param.update(root=self.root_select.value, path=self.path_input.value.strip(), rename={},
-                               derived={}, filters=[])
+        # the new file's bookkeeping: nothing to redraw, its columns come with 'Load and plot'
+        with param.parameterized.discard_events(self.spec):
+            self.spec.param.update(root=files.root, path=files.path.strip(), rename={}, derived={}, filters=[])
+        self._describe_extras()
+
+    def _reader_options(self, opened: OpenedFile) -> dict | None:
+        """None to sniff everything, else the student's overrides (separator, header, table)."""
+        same_file = self.source is not None and self.source.path == opened.real
+        choice = self.files.table if same_file and self.files.tables else None
+        if choice:
+            return {"dataset": choice} if self.source.format == "hdf5" else {"tree": choice}
+        if self.files.delimiter == "auto" and self.files.header == "auto":
+            return None
+        from panel_apps.loaders import detect_format, sniff_text
+        if detect_format(opened) != "text":
+            return None
+        opts = sniff_text(opened).to_dict()
+        if self.files.delimiter != "auto":
+            opts["delimiter"] = DELIMITERS[self.files.delimiter]
+        if self.files.header != "auto":
+            opts["header"] = self.files.header == "yes"
+            opts["names"] = [] if opts["header"] else opts["names"]
+        return check_reader(opts)  # the rules a saved configuration's reader options obey
 
     def _open(self, opened: OpenedFile, options: dict | None) -> None:
         """Show the preview of the opened file; this app then owns (and later closes) it."""
-        self.load_button.disabled = True
+        self.can_load = False
         source = DataSource(opened, options, max_read_bytes=self.config.max_read_bytes)
         previous, self.source, self.frame = self.source, source, None
         self._plots_started += 1  # a replot of the previous file still running must not draw
         self._plots_settled = self._plots_started
+        self.drawing = False
         if previous is not None:
             previous.close()
-        self.preview_pane.object = source.preview.frame
+        self.preview_rows = source.preview.frame
         rows = f"{source.total_rows:,} rows" if source.total_rows is not None else "rows counted when loaded"
         non_numeric = [c for c in source.preview.frame.columns if c not in source.numeric_columns]
         types = ", ".join(text.html_format("<strong>{}</strong> {}", c, t) for c, t in source.preview.dtypes.items())
         unusable = text.html_format("<br>(Not numbers, cannot be plotted: {})", ", ".join(non_numeric)) if non_numeric else ""
-        self.types_pane.object = f"<p>{text.html_format('{} file, {}. Columns: ', source.format, rows)}{types}{unusable}</p>"
+        self.summary = f"<p>{text.html_format('{} file, {}. Columns: ', source.format, rows)}{types}{unusable}</p>"
         if not source.numeric_columns:
             raise LoadError(f"'{opened.name}' has no numeric columns to plot.")
-        self.table_choice.options = source.preview.choices
-        self.table_choice.visible = bool(source.preview.choices)
-        self.rename_box.objects = [pn.widgets.TextInput(label=c, value=c, width=150)
-                                   for c in source.numeric_columns[:MAX_RENAME_FIELDS]]
-        self.rename_box.objects = [pn.FlexBox(*self.rename_box.objects)]
-        self.rename_button.visible = True
+        self.files.tables = list(source.preview.choices)
+        renames = ColumnNames.of(source.numeric_columns)
+        renames.param.watch(lambda event: self.apply_renames(), "apply")
+        self.renames = renames
         self.spec.reader = dict(source.options)
-        self.load_button.disabled = False
+        self.can_load = True
         self.status = text.paragraph("Preview of {}: check the columns, rename them if you like, then press "
                                      "'Load and plot'.", opened.name)
 
+    def apply_renames(self) -> None:
+        """'Apply column names': offer the columns under the names typed in the rename fields."""
+        self._guard(self._apply_renames)
+
     def _apply_renames(self) -> None:
-        fields = self.rename_box.objects[0].objects if self.rename_box.objects else []
-        renames = {w.label: w.value.strip() for w in fields if w.value.strip() and w.value.strip() != w.label}
+        renames = self.renames.renames() if self.renames is not None else {}
         self.spec.check(self.source.file_columns(), rename=renames)  # the rules saved files obey too
         self.spec.rename = renames
         self._offer_columns()
@@ -247,30 +254,29 @@ class PlotApp(param.Parameterized):
     def _offer_columns(self) -> None:
         columns = self.source.available_columns(self.spec)
         self.spec.set_columns(columns)
-        self.filter_column.options = columns
+        self.extras.offer_columns(columns)
 
     # ----------------------------------------------------------------- loading (in a thread)
-    async def _load(self, event=None) -> None:
+    @param.depends("load_and_plot", watch=True)
+    async def load(self) -> None:
+        """'Load and plot': convert the file in a worker thread if needed, then draw the plot."""
         if self.source is None:
             self._show_error("Press Preview first.")
             return
         if not await self._prepare_source():
             return
-        self._quiet = True
-        try:
-            self._offer_columns()
-        finally:
-            self._quiet = False
-        await self._guard_async(self._replot)
+        if self._guard(self._offer_columns) is None and self.error:
+            return
+        await self._replot()  # the replots the new columns scheduled are superseded by this one
 
     async def _prepare_source(self) -> bool:
         """Convert the chosen file in a worker thread, with the progress bar; False on failure."""
-        self.load_button.disabled = True
-        self.progress.visible, self.progress.value = True, 0
+        self.can_load = False
+        self.converting, self.progress = True, 0
         self.status = text.paragraph("Converting the file to a fast columnar cache (only the first time)…")
 
         def progress(fraction: float, rows: int) -> None:  # runs in the worker thread
-            self.progress.value = int(100 * fraction)
+            self.progress = int(100 * fraction)
             self.status = text.paragraph("Converting… {:,} rows so far.", rows)
 
         try:
@@ -279,40 +285,42 @@ class PlotApp(param.Parameterized):
             self._show_error(exc)
             return False
         finally:
-            self.progress.visible = False
-            self.load_button.disabled = False
-        self.error.visible = False
+            self.converting = False
+            self.can_load = True
+        self.error = ""
         return True
 
     # ----------------------------------------------------------------- plotting
-    def _on_spec_change(self, *events) -> None:
-        # decide now (``_quiet`` is about this change) and take the replot's ticket now (exports
-        # see at once that a new plot is on its way); draw later: the replot is a coroutine
-        # scheduled on the session's event loop (run to completion at once when there is none)
-        if not self._quiet and self.source is not None and self.source.ready:
-            param.parameterized.async_executor(partial(self._guard_async, self._replot, self._plot_ticket()))
+    @param.depends(*(f"spec.{name}" for name in REDRAWN_BY), watch=True)
+    def _redraw(self) -> None:
+        # take the replot's ticket now (exports see at once that a new plot is on its way) and draw
+        # later: the replot is a coroutine scheduled on the session's event loop (run to completion
+        # at once when there is none). Of several changes in a row only the last one draws.
+        if self.source is not None and self.source.ready:
+            param.parameterized.async_executor(partial(self._replot, self._plot_ticket()))
 
     def _plot_ticket(self) -> int:
         self._plots_started += 1
+        self.drawing = True
         return self._plots_started
 
     async def _replot(self, ticket: int | None = None) -> None:
+        """Prepare the plotted table off the event loop and draw it, unless a newer change came meanwhile."""
         ticket = ticket or self._plot_ticket()
-        spec = self.spec
+        spec = self.spec.snapshot()
         try:
             if ticket != self._plots_started or spec.x is None or (spec.needs_y() and spec.y is None):
                 return  # superseded before it began, or nothing to plot yet
-            try:
-                frame = await self._prepare_table(self.source, spec.snapshot())
-            except Exception:
-                if ticket == self._plots_started:
-                    raise
-                return  # outdated (e.g. its file was closed meanwhile): the newer replot reports
-            if ticket != self._plots_started:
-                return  # the student changed the plot meanwhile: the newer replot draws
-            self._draw(frame)
+            self.error = ""  # the latest change speaks for the plot now
+            frame = await self._prepare_table(self.source, spec)
+            if ticket == self._plots_started:  # else the student changed the plot meanwhile: the newer one draws
+                self._draw(frame, spec)
+        except Exception as exc:
+            if ticket == self._plots_started:  # an outdated replot's failure (e.g. its file was closed) is no news
+                self._report(exc)
         finally:
             self._plots_settled = max(self._plots_settled, ticket)
+            self.drawing = self._plot_pending()
 
     def _plot_pending(self) -> bool:
         """True while the latest change of the plot is still being prepared or drawn."""
@@ -331,75 +339,84 @@ class PlotApp(param.Parameterized):
             raise ValueError(f"Preparing the plot took longer than {limit:g} s, the limit set by your admin; "
                              "use simpler formulas or filter rows.") from None
 
-    def _draw(self, frame) -> None:
-        spec = self.spec
+    def _draw(self, frame, spec: PlotSpec) -> None:
         n = len(frame)
         if n == 0:
             raise ValueError("No rows left to plot: the filters exclude every row.")
         mode = render.choose_mode(spec, n, self.config.rasterize_threshold)
-        if mode == render.STANDARD and spec.kind in ("scatter", "line") and n > self.config.standard_max_rows:
+        if mode == STANDARD and spec.kind in ("scatter", "line") and n > self.config.standard_max_rows:
             raise ValueError(f"Standard mode would send all {n:,} points to your browser (limit "
                              f"{self.config.standard_max_rows:,}). Choose 'rasterized' or 'auto', or add a filter.")
         settings = plot_settings(spec, mode)  # what is drawn below, and what 'Open as notebook' writes
         hidden = render.log_hidden_rows(frame, settings)
-        self.notice.object = (f"{hidden:,} of {n:,} rows have values ≤ 0 and cannot be shown on a log axis."
-                              if hidden else "")
-        self.notice.visible = bool(hidden)
-        self.frame, self.mode, self.raster, self.range_stream = frame, mode, None, None
-        if spec.kind == "hist":
-            obj = render.histogram(frame, settings)
-            self.mode_indicator.object = f"**Histogram** (all {n:,} rows binned)"
-            pane = pn.pane.HoloViews(obj, backend="bokeh")
-            self.view_info.object = ""
-        elif mode == render.RASTERIZED:
+        self.notice = f"{hidden:,} of {n:,} rows have values ≤ 0 and cannot be shown on a log axis." if hidden else ""
+        self.frame, self.drawn, self.mode, self.raster, self.range_stream = frame, spec, mode, None, None
+        self.view_text = ""
+        if settings["method"] == "hist":
+            self.mode_text = f"**Histogram** (all {n:,} rows binned)"
+            pane = pn.pane.HoloViews(render.histogram(frame, settings), backend="bokeh")
+        elif settings["rasterize"]:
             self.raster = render.RasterFigure(frame, settings, on_update=self._show_view)
-            label = "2-D histogram, " if spec.kind == "hist2d" else ""
-            self.mode_indicator.object = f"**Rasterized** ({label}Datashader, {n:,} rows)"
+            label = "2-D histogram, " if settings["method"] == "hist2d" else ""
+            self.mode_text = f"**Rasterized** ({label}Datashader, {n:,} rows)"
             pane = pn.pane.Bokeh(self.raster.figure)
         else:
             import holoviews as hv
             obj = render.standard_plot(frame, settings)
             self.range_stream = hv.streams.RangeXY(source=obj)
-            self.mode_indicator.object = f"**Standard** (Bokeh glyphs, {n:,} rows)"
-            self.view_info.object = ""
+            self.mode_text = f"**Standard** (Bokeh glyphs, {n:,} rows)"
             pane = pn.pane.HoloViews(obj, backend="bokeh")
         self.plot_area.objects = [pane]
-        for w in (self.png_download, self.config_download, self.notebook_button):
-            w.disabled = False
+        self.exports.ready = True
         self.status = text.paragraph("Plotted {} of {}.", spec.kind, self.source.path.name)
 
     def _show_view(self, agg: render.Aggregate) -> None:
         (x0, x1), (y0, y1) = agg.x_range, agg.y_range
-        self.view_info.object = (f"View: x {x0:.6g} … {x1:.6g}, y {y0:.6g} … {y1:.6g} · "
-                                 f"rows in view: {agg.rows_in_view:,}")
+        self.view_text = (f"View: x {x0:.6g} … {x1:.6g}, y {y0:.6g} … {y1:.6g} · "
+                          f"rows in view: {agg.rows_in_view:,}")
 
     # ----------------------------------------------------------------- derived columns and filters
-    def _add_derived(self) -> None:
-        name, formula = self.derived_name.value.strip(), self.derived_formula.value.strip()
+    @param.depends("extras.add_column", watch=True)
+    def add_column(self) -> None:
+        """'Add column': a derived column from the typed name and formula."""
+        self._guard(self._add_column)
+
+    def _add_column(self) -> None:
+        name, formula = self.extras.column_name.strip(), self.extras.formula.strip()
         derived = {**self.spec.derived, name: formula}
         self.spec.check(self.source.file_columns(), derived=derived)  # readable error before anything runs
         self.spec.derived = derived
         self._offer_columns()
         self._describe_extras()
 
+    @param.depends("extras.add_filter", watch=True)
+    def add_filter(self) -> None:
+        """'Add filter': keep only rows whose chosen column lies within the typed min and max."""
+        self._guard(self._add_filter)
+
     def _add_filter(self) -> None:
-        lo, hi = (self._number(w.value) for w in (self.filter_min, self.filter_max))
+        lo, hi = (self._number(v) for v in (self.extras.filter_min, self.extras.filter_max))
         if lo is None and hi is None:
             raise ValueError("Give a minimum, a maximum or both for the filter.")
-        filters = [*self.spec.filters, {"column": self.filter_column.value, "min": lo, "max": hi}]
+        filters = [*self.spec.filters, {"column": self.extras.filter_column, "min": lo, "max": hi}]
         self.spec.check(self.source.file_columns(), filters=filters)
         self.spec.filters = filters
         self._describe_extras()
 
     @staticmethod
-    def _number(text: str):
-        text = (text or "").strip()
-        if not text:
+    def _number(typed: str):
+        typed = (typed or "").strip()
+        if not typed:
             return None
         try:
-            return float(text)
+            return float(typed)
         except ValueError:
-            raise ValueError(f"'{text}' is not a number.") from None
+            raise ValueError(f"'{typed}' is not a number.") from None
+
+    @param.depends("extras.clear", watch=True)
+    def clear_extras(self) -> None:
+        """'Clear filters and columns'."""
+        self._guard(self._clear_extras)
 
     def _clear_extras(self) -> None:
         self.spec.param.update(derived={}, filters=[])
@@ -410,7 +427,7 @@ class PlotApp(param.Parameterized):
         items = [text.html_format("<li>{} = <code>{}</code></li>", k, v) for k, v in self.spec.derived.items()]
         items += [text.html_format("<li>{} in [{}, {}]</li>", f["column"], "−∞" if f["min"] is None else f["min"],
                                    "∞" if f["max"] is None else f["max"]) for f in self.spec.filters]
-        self.extras_pane.object = f"<ul>{''.join(items)}</ul>" if items else ""
+        self.extras.in_use = f"<ul>{''.join(items)}</ul>" if items else ""
 
     # ----------------------------------------------------------------- export, save, load
     def current_ranges(self):
@@ -421,25 +438,32 @@ class PlotApp(param.Parameterized):
             return self.range_stream.x_range, self.range_stream.y_range
         return None, None
 
-    def _png_file(self):
+    def png_file(self):
+        """'Download PNG': the view on screen, drawn on the server from all rows (None: see the error area)."""
         if self.frame is None:
             self._show_error("Make a plot first.")
             return None
         if self._plot_pending():  # the frame on hand belongs to the previous choices
             self._show_error("The plot is still being drawn; press 'Download PNG' again in a moment.")
             return None
-        png = self._guard(view_png, self.frame, plot_settings(self.spec, render.RASTERIZED), *self.current_ranges())
+        png = self._guard(view_png, self.frame, plot_settings(self.drawn, RASTERIZED), *self.current_ranges())
         return io.BytesIO(png) if png else None
 
-    def _config_file(self):
+    def config_file(self):
+        """'Save configuration': the plot's choices as JSON."""
         return io.StringIO(self.spec.to_json())
 
-    async def _export_notebook(self, event=None) -> None:
+    @param.depends("exports.notebook", watch=True)
+    async def export_notebook(self) -> None:
         """'Open as notebook': after the plot on screen has caught up with the latest change."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.formula_timeout + 5
         while self._plot_pending() and loop.time() < deadline:
             await asyncio.sleep(0.05)
+        self.write_notebook()
+
+    def write_notebook(self) -> None:
+        """Write the notebook reproducing the plot on screen and link it in the status line."""
         self._guard(self._write_notebook)
 
     def _write_notebook(self) -> None:
@@ -450,37 +474,38 @@ class PlotApp(param.Parameterized):
         self.status = (text.html_format("<p>Notebook written to ~/{}. Open it in JupyterLab: ", rel)
                        + text.link(rel, f"../lab/tree/{rel}") + " (opens in a new tab).</p>")
 
-    async def _load_config(self, event) -> None:
-        """Reopen the saved file (converting it in a thread if needed) and redraw the saved plot."""
-        if not event.new:
+    @param.depends("exports.configuration", watch=True)
+    async def _configuration_uploaded(self) -> None:
+        await self.load_configuration(self.exports.configuration)
+
+    async def load_configuration(self, saved_json: bytes | str | None) -> None:
+        """'Load configuration': reopen the saved file (converting it in a thread if needed), redraw the plot."""
+        if not saved_json:
             return
-        saved = self._guard(PlotSpec.from_json, event.new)
+        saved = self._guard(PlotSpec.from_json, saved_json)
         opened = saved and self._guard(self.roots.open, saved.root, saved.path)
         if not opened:
             return
-        self.root_select.value, self.path_input.value = saved.root, saved.path
-        self._quiet = True
-        try:
-            if self._guard(self._open, opened, saved.reader) is None and self.error.visible:
-                return
-            if self._guard(saved.check, self.source.file_columns()) is None:
-                return  # the saved choices do not fit this file (the error says which)
-            await self._prepare_source()
-            values = saved.to_dict()
-            self._guard(self.spec.update_from_dict, {k: v for k, v in values.items() if k not in ("x", "y", "color_by")})
-            self._guard(self._offer_columns)
-            self._guard(self.spec.update_from_dict, {k: values[k] for k in ("x", "y", "color_by")})
-        finally:
-            self._quiet = False
+        self.files.root = saved.root  # one after the other: listing the folder's files resets the path
+        self.files.path = saved.path
+        if self._guard(self._open, opened, saved.reader) is None and self.error:
+            return
+        if self._guard(saved.check, self.source.file_columns()) is None:
+            return  # the saved choices do not fit this file (the error says which)
+        if not await self._prepare_source():
+            return
+        values = saved.to_dict()
+        self._guard(self.spec.update_from_dict, {k: v for k, v in values.items() if k not in ("x", "y", "color_by")})
+        self._guard(self._offer_columns)
+        self._guard(self.spec.update_from_dict, {k: values[k] for k in ("x", "y", "color_by")})
         self._describe_extras()
-        if self.source.ready:
-            await self._guard_async(self._replot)
+        await self._replot()  # the replots the changes above scheduled are superseded by this one
 
 
-def create_app(config: PlotAppConfig | None = None) -> pn.viewable.Viewable:
-    """A fresh app for one browser session."""
+def create_app(config: PlotAppConfig | None = None) -> PlotApp:
+    """A fresh app for one browser session (``panel_apps.launcher`` serves it)."""
     pn.extension(notifications=False)
-    return PlotApp(config).view()
+    return PlotApp(config)
 
 
 if pn.state.served:  # `panel serve panel_apps/app.py`

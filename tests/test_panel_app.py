@@ -4,12 +4,16 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import panel as pn
 import pytest
 
 from panel_apps.app import PlotApp
 from panel_apps.config import PlotAppConfig
 from panel_apps.sample_data import main as sample_data
 from panel_apps.serverproxy import setup_plot_app
+from tests.panel_page import click, error_text, pane, type_in, widget
+
+PATH = "…or type a path inside the folder"
 
 
 @pytest.fixture
@@ -24,10 +28,10 @@ def app(tmp_path):
 
 
 def _plot(app: PlotApp, name: str) -> None:
-    app.path_input.value = name
-    app._guard(app._preview)
-    assert not app.error.visible, app.error.object
-    asyncio.run(app._load())
+    type_in(app, PATH, name)
+    click(app, "Preview")
+    assert not error_text(app), app.error
+    asyncio.run(app.load())
 
 
 @pytest.mark.parametrize("name, message", [
@@ -40,52 +44,54 @@ def _plot(app: PlotApp, name: str) -> None:
     ("../etc/passwd", "uses '..'"),
 ])
 def test_bad_input_gives_a_message_and_the_app_stays_usable(app, name, message):
-    app.path_input.value = name
-    app._guard(app._preview)
-    assert app.error.visible and message in app.error.object
+    type_in(app, PATH, name)
+    click(app, "Preview")
+    assert message in error_text(app)
     _plot(app, "good.txt")
-    assert not app.error.visible
-    assert app.mode_indicator.object == "**Rasterized** (Datashader, 400 rows)"
+    assert not error_text(app)
+    assert app.mode_text == "**Rasterized** (Datashader, 400 rows)"
 
 
 def test_file_deleted_while_plotting(app, tmp_path):
     _plot(app, "good.txt")
     (tmp_path / "good.txt").unlink()
-    app.spec.kind = "hist"
-    assert app.error.visible and "deleted or moved" in app.error.object
+    type_in(app, "Kind", "hist")
+    assert "deleted or moved" in error_text(app)
     sample_data(["--out", str(tmp_path / "other.txt"), "--rows", "50"])
     _plot(app, "other.txt")
-    assert app.mode_indicator.object == "**Histogram** (all 50 rows binned)"  # the chosen kind is kept
+    assert app.mode_text == "**Histogram** (all 50 rows binned)"  # the chosen kind is kept
 
 
 def test_filters_that_exclude_everything_and_bad_formulas_are_explained(app):
     _plot(app, "good.txt")
-    app.filter_column.value, app.filter_min.value = "t", "1e9"
-    app._guard(app._add_filter)
-    assert "filters exclude every row" in app.error.object
-    app._guard(app._clear_extras)
-    assert not app.error.visible
-    app.derived_name.value, app.derived_formula.value = "r", "__import__('os')"
-    app._guard(app._add_derived)
-    assert "not an allowed function" in app.error.object
-    app.derived_formula.value = "sqrt(q1**2 + q2**2)"
-    app._guard(app._add_derived)
-    app.spec.y = "r"
-    assert not app.error.visible and app.frame.columns.tolist() == ["t", "r"]
+    type_in(app, "Filter column", "t")
+    type_in(app, "min", "1e9")
+    click(app, "Add filter")
+    assert "filters exclude every row" in error_text(app)
+    click(app, "Clear filters and columns")
+    assert not error_text(app)
+    type_in(app, "New column name", "r")
+    type_in(app, "Formula", "__import__('os')")
+    click(app, "Add column")
+    assert "not an allowed function" in error_text(app)
+    type_in(app, "Formula", "sqrt(q1**2 + q2**2)")
+    click(app, "Add column")
+    type_in(app, "Y", "r")
+    assert not error_text(app) and app.frame.columns.tolist() == ["t", "r"]
 
 
 def test_standard_mode_is_refused_above_the_admin_limit_instead_of_freezing_the_browser(app):
     _plot(app, "good.txt")
-    app.spec.mode = "standard"
-    assert app.error.visible and "limit 300" in app.error.object
+    type_in(app, "Mode", "standard")
+    assert "limit 300" in error_text(app)
 
 
 def test_renamed_columns_are_offered_for_plotting(app):
-    app.path_input.value = "good.txt"
-    app._guard(app._preview)
-    app.rename_box.objects[0].objects[1].value = "charge1"
-    app._guard(app._apply_renames)
-    asyncio.run(app._load())
+    type_in(app, PATH, "good.txt")
+    click(app, "Preview")
+    type_in(app, "q1", "charge1")  # the rename field of column q1
+    click(app, "Apply column names")
+    asyncio.run(app.load())
     assert "charge1" in app.spec.param.y.objects and app.spec.y == "charge1"
     assert app.frame.columns.tolist() == ["t", "charge1"]
 
@@ -128,12 +134,13 @@ def test_exported_notebook_code_is_valid_python_for_every_kind(tmp_path, kind, m
 
 def test_student_overrides_the_sniffed_separator_and_header(app, tmp_path):
     (tmp_path / "semi.txt").write_text("100;200\n1;2\n3;4\n")
-    app.path_input.value = "semi.txt"
-    app._guard(app._preview)
+    type_in(app, PATH, "semi.txt")
+    click(app, "Preview")
     assert len(app.source.preview.frame) == 3 and app.source.options["delimiter"] == ";"
-    app.delimiter.value, app.header.value = "semicolon", "yes"  # the first row names the columns
-    app._guard(app._preview)
-    assert not app.error.visible, app.error.object
+    type_in(app, "Separator", "semicolon")
+    type_in(app, "Header row", "yes")  # the first row names the columns
+    click(app, "Preview")
+    assert not error_text(app), app.error
     assert list(app.source.preview.frame.columns) == ["100", "200"] and len(app.source.preview.frame) == 2
 
 
@@ -143,11 +150,13 @@ def test_hdf5_table_choice_is_offered(app, tmp_path):
     with h5py.File(tmp_path / "two.h5", "w") as h5:
         h5["first"] = np.ones((5, 2))
         h5["second"] = np.arange(12.0).reshape(4, 3)
-    app.path_input.value = "two.h5"
-    app._guard(app._preview)
-    assert app.table_choice.visible and app.table_choice.options == ["/first", "/second"]
-    app.table_choice.value = "/second"
-    app._guard(app._preview)
+    assert not widget(app, "Table / tree").visible  # a text file has no tables to choose from
+    type_in(app, PATH, "two.h5")
+    click(app, "Preview")
+    tables = widget(app, "Table / tree")
+    assert tables.visible and list(tables.options) == ["/first", "/second"]
+    tables.value = "/second"
+    click(app, "Preview")
     assert app.source.total_rows == 4
     _plot(app, "good.txt")  # a text file after an HDF5 one: sniffed again, not given the table choice
     assert app.spec.x == "t"
@@ -159,55 +168,54 @@ def test_the_buttons_and_a_saved_configuration_follow_the_same_rules(app):
     from panel_apps.spec import PlotSpec
     _plot(app, "good.txt")
     typed_in, saved = [], []
-    for widgets, config in [({"derived_name": "r 2", "derived_formula": "t"}, {"derived": {"r 2": "t"}}),
-                            ({"derived_name": "r", "derived_formula": "t # x"}, {"derived": {"r": "t # x"}}),
-                            ({"filter_column": "t", "filter_min": "inf"},
-                             {"filters": [{"column": "t", "min": float("inf"), "max": None}]})]:
-        for name, value in widgets.items():
-            getattr(app, name).value = value
-        with pytest.raises(ValueError) as typed:
-            (app._add_derived if "derived_name" in widgets else app._add_filter)()
+    for fields, button, config in [
+            ({"New column name": "r 2", "Formula": "t"}, "Add column", {"derived": {"r 2": "t"}}),
+            ({"New column name": "r", "Formula": "t # x"}, "Add column", {"derived": {"r": "t # x"}}),
+            ({"Filter column": "t", "min": "inf"}, "Add filter",
+             {"filters": [{"column": "t", "min": float("inf"), "max": None}]})]:
+        for label, value in fields.items():
+            type_in(app, label, value)
+        click(app, button)
         with pytest.raises(ValueError) as loaded:
             PlotSpec.from_json(json.dumps({"version": 1, **config}))
-        typed_in.append(str(typed.value))
+        typed_in.append(error_text(app))
         saved.append(str(loaded.value))
-    assert all(t in s for t, s in zip(typed_in, saved)), (typed_in, saved)
+    assert all(t and t in s for t, s in zip(typed_in, saved)), (typed_in, saved)
     assert app.spec.derived == {} and app.spec.filters == []
 
 
 def test_a_saved_configuration_that_does_not_fit_the_file_is_refused_with_the_field(app, tmp_path):
     import json
-    from types import SimpleNamespace
     config = {"version": 1, "root": str(tmp_path), "path": "good.txt", "reader": {}, "kind": "scatter",
               "x": "t", "y": "energy"}
-    asyncio.run(app._load_config(SimpleNamespace(new=json.dumps(config).encode())))
-    assert app.error.visible and "no column 'energy'" in app.error.object
+    asyncio.run(app.load_configuration(json.dumps(config).encode()))
+    assert "no column 'energy'" in error_text(app)
     _plot(app, "good.txt")  # still usable
-    assert not app.error.visible
+    assert not error_text(app)
 
 
 def test_formulas_that_would_freeze_the_server_give_a_sentence_and_the_app_stays_usable(app, tmp_path):
     import json
     import time
-    from types import SimpleNamespace
     _plot(app, "good.txt")
     for formula, message in [("9**9**9", "too large"), ("7**7**8", "too large"), ("q1 + 1 / 0", "divides by zero")]:
-        app.derived_name.value, app.derived_formula.value = "r", formula
-        app._guard(app._add_derived)
-        assert not app.error.visible, app.error.object
+        type_in(app, "New column name", "r")
+        type_in(app, "Formula", formula)
+        click(app, "Add column")
+        assert not error_text(app), app.error
         start = time.monotonic()
-        app.spec.y = "r"
-        assert app.error.visible and message in app.error.object
+        type_in(app, "Y", "r")
+        assert message in error_text(app)
         assert time.monotonic() - start < 5
-        app._guard(app._clear_extras)
-        assert not app.error.visible and app.spec.y == "q1" and len(app.frame) == 400  # usable again
+        click(app, "Clear filters and columns")
+        assert not error_text(app) and app.spec.y == "q1" and len(app.frame) == 400  # usable again
     (tmp_path / "mixed.csv").write_text("t,name,q\n" + "".join(f"{i},word{i},{i * 2}\n" for i in range(50)))
     config = {"version": 1, "root": str(tmp_path), "path": "mixed.csv", "kind": "scatter", "x": "t", "y": "s",
               "derived": {"s": "name * 100000000"}}
-    asyncio.run(app._load_config(SimpleNamespace(new=json.dumps(config).encode())))
-    assert app.error.visible and "holds text" in app.error.object
+    asyncio.run(app.load_configuration(json.dumps(config).encode()))
+    assert "holds text" in error_text(app)
     _plot(app, "good.txt")
-    assert not app.error.visible
+    assert not error_text(app)
 
 
 def test_plot_preparation_runs_off_the_event_loop_within_the_admin_time_limit(tmp_path, monkeypatch):
@@ -228,18 +236,20 @@ def test_plot_preparation_runs_off_the_event_loop_within_the_admin_time_limit(tm
     async def student_changes_the_y_column():
         loop, ticks = asyncio.get_running_loop(), 0
         start = loop.time()
-        app.spec.y = "q2"
-        while not app.error.visible and loop.time() - start < 5:
+        type_in(app, "Y", "q2")
+        assert pane(app, "nh-plot").loading  # the plot area shows that a plot is being prepared
+        while not app.error and loop.time() - start < 5:
             await asyncio.sleep(0.05)  # other sessions' work: runs only if the loop is free
             ticks += 1
         return ticks, loop.time() - start
 
     ticks, elapsed = asyncio.run(student_changes_the_y_column())
-    assert app.error.visible and "longer than 0.5 s" in app.error.object
+    assert "longer than 0.5 s" in error_text(app)
     assert elapsed < 2.5 and ticks >= 3  # blocked, the loop would not tick for 3 s
+    assert not pane(app, "nh-plot").loading
     monkeypatch.setattr(DataSource, "table", real_table)
-    app.spec.y = "q3"
-    assert not app.error.visible and app.frame.columns.tolist() == ["t", "q3"]
+    type_in(app, "Y", "q3")
+    assert not error_text(app) and app.frame.columns.tolist() == ["t", "q3"]
 
 
 def test_admin_limits_come_from_the_environment(monkeypatch):
@@ -263,12 +273,32 @@ def test_exports_right_after_a_change_wait_for_the_new_plot_or_say_so(app, monke
     monkeypatch.setattr(DataSource, "table", slow_table)
 
     async def student_changes_the_marker_and_exports_at_once():
-        app.spec.marker = "diamond"
-        assert app._png_file() is None  # the frame on hand is the previous plot's
-        assert app.error.visible and "still being drawn" in app.error.object
-        await app._export_notebook()
+        type_in(app, "Marker", "diamond")
+        assert app.png_file() is None  # the frame on hand is the previous plot's
+        assert "still being drawn" in error_text(app)
+        await app.export_notebook()
         return app.status
 
     status = asyncio.run(student_changes_the_marker_and_exports_at_once())
     assert "Notebook written to ~/nebulahub-plots/" in status  # not overwritten by the late 'Plotted'
-    assert app._png_file() is not None
+    assert app.png_file() is not None
+
+
+def test_buttons_are_enabled_once_there_is_something_to_do(app):
+    load = widget(app, "Load and plot", pn.widgets.Button)
+    exports = [widget(app, label) for label in ("Download PNG", "Save configuration", "Open as notebook")]
+    assert load.disabled and all(w.disabled for w in exports)
+    type_in(app, PATH, "good.txt")
+    click(app, "Preview")
+    assert not load.disabled and all(w.disabled for w in exports)  # previewed: nothing to export yet
+    click(app, "Load and plot")  # outside an event loop the click runs to its end at once
+    assert app.mode_text == "**Rasterized** (Datashader, 400 rows)" and not pane(app, "nh-plot").loading
+    assert not load.disabled and not any(w.disabled for w in exports)
+    assert pane(app, "nh-plot").objects and not error_text(app)
+
+
+def test_create_app_serves_the_page_as_a_viewer(tmp_path):
+    from panel_apps.app import create_app
+    app = create_app(PlotAppConfig(home=str(tmp_path), data_roots=[]))
+    assert isinstance(app, pn.viewable.Viewer) and app.__panel__() is app.__panel__()
+    assert isinstance(pn.panel(app), pn.viewable.Viewable)

@@ -11,6 +11,9 @@ import pytest
 from panel_apps.dataset import DataSource
 from panel_apps.paths import AllowedRoots, PathRefused
 from panel_apps.spec import PlotSpec
+from tests.panel_page import click, error_text, type_in
+
+PATH = "…or type a path inside the folder"
 
 
 @pytest.fixture
@@ -104,12 +107,12 @@ def test_the_previous_file_is_closed_when_the_student_opens_another(roots):
     allowed, home, _ = roots
     (home / "other.txt").write_text("a b\n1 2\n")
     app = PlotApp(PlotAppConfig(home=str(home), data_roots=[]))
-    app.path_input.value = "data/run.txt"
-    app._guard(app._preview)
+    type_in(app, PATH, "data/run.txt")
+    click(app, "Preview")
     first = app.source
     assert not first.file.closed
-    app.path_input.value = "other.txt"
-    app._guard(app._preview)
+    type_in(app, PATH, "other.txt")
+    click(app, "Preview")
     assert first.file.closed and not app.source.file.closed
 
 
@@ -179,11 +182,11 @@ def test_a_shared_cache_folder_gets_a_private_folder_per_user(tmp_path):
     os.chmod(shared, 0o1777)  # like /tmp: every user may create their folder in it
     sample_data(["--out", str(tmp_path / "run.txt"), "--rows", "100"])
     app = PlotApp(PlotAppConfig(home=str(tmp_path), data_roots=[], cache_dir=str(shared)))
-    app.path_input.value = "run.txt"
-    app._guard(app._preview)
+    type_in(app, PATH, "run.txt")
+    click(app, "Preview")
     import asyncio
-    asyncio.run(app._load())
-    assert not app.error.visible, app.error.object
+    asyncio.run(app.load())
+    assert not error_text(app), app.error
     mine = shared / pwd.getpwuid(os.geteuid()).pw_name
     assert app.source.parquet.parent == mine and mine.stat().st_mode & 0o777 == 0o700
 
@@ -311,15 +314,15 @@ def test_the_app_refuses_the_memory_bomb_and_stays_usable(parquet_bomb, tmp_path
     monkeypatch.setenv("NEBULAHUB_MAX_READ_BYTES", "1000000000")
     app = PlotApp(PlotAppConfig(home=str(tmp_path), data_roots=[]))
     assert app.config.max_read_bytes == 1_000_000_000
-    app.path_input.value = "constant.parquet"
-    app._guard(app._preview)
-    app.spec.kind = "hist"
-    asyncio.run(app._load())
-    assert app.error.visible and "limit set by your admin is 1.0 GB" in app.error.object
-    app.path_input.value = "good.txt"
-    app._guard(app._preview)
-    asyncio.run(app._load())
-    assert not app.error.visible and len(app.frame) == 100
+    type_in(app, PATH, "constant.parquet")
+    click(app, "Preview")
+    type_in(app, "Kind", "hist")
+    asyncio.run(app.load())
+    assert "limit set by your admin is 1.0 GB" in error_text(app)
+    type_in(app, PATH, "good.txt")
+    click(app, "Preview")
+    asyncio.run(app.load())
+    assert not error_text(app) and len(app.frame) == 100
 
 
 def test_the_default_limit_is_a_quarter_of_the_memory(monkeypatch):

@@ -18,7 +18,9 @@ from panel_apps.app import PlotApp
 from panel_apps.config import PlotAppConfig
 from panel_apps.settings import plot_settings
 from panel_apps.spec import PlotSpec
+from tests.panel_page import click, error_text, pane, type_in
 
+PATH = "…or type a path inside the folder"
 IMG = "<img src=x onerror=window.__xss=1>"
 SCRIPT = "<script>window.__xss=1</script>"
 TEX = "$$\\alpha$$ \\(x\\)"
@@ -62,39 +64,42 @@ def app(tmp_path):
 
 
 def test_markup_in_file_and_column_names_and_typed_text_is_shown_as_text(app, tmp_path):
-    app.path_input.value = FILE_NAME
-    app._guard(app._preview)
-    assert not app.error.visible, app.error.object
-    assert FILE_NAME in html.unescape(assert_only_our_markup(app.status_pane))
-    types = html.unescape(assert_only_our_markup(app.types_pane))
+    type_in(app, PATH, FILE_NAME)
+    click(app, "Preview")
+    assert not error_text(app), app.error
+    assert FILE_NAME in html.unescape(assert_only_our_markup(pane(app, "nh-status")))
+    types = html.unescape(assert_only_our_markup(pane(app, "nh-types")))
     assert all(c in types for c in COLUMNS)
-    asyncio.run(app._load())
-    assert "Plotted" in assert_only_our_markup(app.status_pane)
-    app.derived_name.value, app.derived_formula.value = IMG, "t"  # an error quoting the input
-    app._guard(app._add_derived)
-    assert app.error.visible and IMG in html.unescape(assert_only_our_markup(app.error))
-    app.derived_name.value, app.derived_formula.value = "r", "t * 2"
-    app.filter_column.value, app.filter_min.value = COLUMNS[1], "0"
-    app._guard(app._add_derived)
-    app._guard(app._add_filter)
-    extras = html.unescape(assert_only_our_markup(app.extras_pane))
+    asyncio.run(app.load())
+    assert "Plotted" in assert_only_our_markup(pane(app, "nh-status"))
+    type_in(app, "New column name", IMG)  # an error quoting the input
+    type_in(app, "Formula", "t")
+    click(app, "Add column")
+    assert error_text(app) and IMG in html.unescape(assert_only_our_markup(pane(app, "nh-error")))
+    type_in(app, "New column name", "r")
+    type_in(app, "Formula", "t * 2")
+    click(app, "Add column")
+    type_in(app, "Filter column", COLUMNS[1])
+    type_in(app, "min", "0")
+    click(app, "Add filter")
+    extras = html.unescape(assert_only_our_markup(pane(app, "nh-extras")))
     assert COLUMNS[1] in extras and "r = <code>t * 2</code>" in extras
-    app.spec.title = f"{IMG} {TEX} {FORMAT}"
-    app._guard(app._write_notebook)
-    status = assert_only_our_markup(app.status_pane)
+    type_in(app, "Title", f"{IMG} {TEX} {FORMAT}")
+    app.write_notebook()
+    status = assert_only_our_markup(pane(app, "nh-status"))
     assert "Notebook written to ~/nebulahub-plots/" in status
 
 
 def test_notebook_file_name_link_and_title_cell_are_plain(app, tmp_path):
-    app.path_input.value = FILE_NAME
-    app._guard(app._preview)
-    asyncio.run(app._load())
-    app.spec.title = f"{IMG}\n# {TEX} [a](javascript:x)"
-    app._guard(app._write_notebook)
-    assert not app.error.visible, app.error.object
+    type_in(app, PATH, FILE_NAME)
+    click(app, "Preview")
+    asyncio.run(app.load())
+    type_in(app, "Title", f"{IMG}\n# {TEX} [a](javascript:x)")
+    app.write_notebook()
+    assert not error_text(app), app.error
     written = list((tmp_path / "nebulahub-plots").glob("*.ipynb"))
     assert len(written) == 1 and all(c.isalnum() or c in "._-" for c in written[0].name), written
-    link = assert_only_our_markup(app.status_pane)
+    link = assert_only_our_markup(pane(app, "nh-status"))
     assert f'href="../lab/tree/nebulahub-plots/{written[0].name}"' in link
     title_cell = "".join(json.loads(written[0].read_text())["cells"][0]["source"])
     first_line = title_cell.splitlines()[0]

@@ -8,8 +8,8 @@ ADMIN section below.
 
 To serve on OpenNebula, set ``NEBULAHUB_PROVIDER=opennebula`` (or edit ``provider`` below), fill
 the OpenNebula section and set ``c.JupyterHub.authenticator_class``. ``jupyterhub --help-all``
-lists every setting with its help text (classes OpenNebulaSpawner, OpenNebulaProvider,
-SshProvider, LocalProvider).
+lists every setting with its help text (classes OpenNebulaSpawner, MachineAccess,
+OpenNebulaProvider, SshProvider, LocalProvider).
 
 Ports (see README): the public proxy port ``$NEBULAHUB_PORT`` (8000), the hub's internal API
 ``$NEBULAHUB_HUB_PORT`` (8081), the proxy's REST API ``$NEBULAHUB_PROXY_API_PORT`` (default: a free
@@ -69,8 +69,9 @@ c.JupyterHub.named_server_limit_per_user = 3
 c.JupyterHub.spawner_class = "opennebula"
 c.OpenNebulaSpawner.provider = os.environ.get("NEBULAHUB_PROVIDER", "local")
 c.OpenNebulaSpawner.default_url = "/lab"
-c.OpenNebulaSpawner.crypt_key_file = str(STATE / "nebulahub_crypt_key")
-c.OpenNebulaSpawner.host_key_dir = str(STATE / "host-keys")
+# how the hub reaches machines: sealed keys and pinned host keys live in the private state
+c.MachineAccess.crypt_key_file = str(STATE / "nebulahub_crypt_key")
+c.MachineAccess.host_key_dir = str(STATE / "host-keys")
 # A hub restart must not stop anybody's server; only the demo (local) stops its servers on exit.
 c.JupyterHub.cleanup_servers = c.OpenNebulaSpawner.provider == "local"
 c.OpenNebulaSpawner.profiles = [
@@ -101,8 +102,8 @@ c.OpenNebulaProvider.auth_file = os.environ.get("NEBULAHUB_ONE_AUTH_FILE", "")
 c.OpenNebulaProvider.template_id = int(os.environ.get("NEBULAHUB_ONE_TEMPLATE", "-1"))
 c.OpenNebulaProvider.hub_id = os.environ.get("NEBULAHUB_HUB_ID", "nebulahub")
 c.OpenNebulaProvider.ssh_user = "jovyan"
-# c.OpenNebulaSpawner.jump_host = "hub@bastion.example.org:22"
-# c.OpenNebulaSpawner.jump_key_file = "/etc/nebulahub/bastion_ed25519"
+# c.MachineAccess.jump_host = "hub@bastion.example.org:22"
+# c.MachineAccess.jump_key_file = "/etc/nebulahub/bastion_ed25519"
 # c.OpenNebulaSpawner.python_env = "/opt/nebulahub/env"   # baked into the image (fast start)
 
 # ssh provider: a fixed host (each hub user logs in as the account of the same name), or users'

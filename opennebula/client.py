@@ -254,6 +254,10 @@ class OpenNebulaClient:
 
     async def close(self) -> None:
         """Release the thread pool; calls after this fail. Safe to call twice."""
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        """:meth:`close` for code without an event loop (e.g. at process exit)."""
         if self._closed:
             return
         self._closed = True

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict
 from .states import VmPhase
 
 __all__ = [
-    "TAG_PREFIX", "TAG_HUB_ID", "TAG_USER", "TAG_SERVER", "TAG_START_ID", "HUB_TAGS",
+    "TAG_PREFIX", "TAG_HUB_ID", "TAG_USER", "TAG_SERVER", "TAG_START_ID", "TAG_OWNER_KIND",
+    "TAG_OWNER_ID", "HUB_TAGS",
     "VmPhase", "VmInfo", "QuotaUsage", "Quota",
 ]
 
@@ -22,7 +23,12 @@ TAG_SERVER = "NEBULAHUB_SERVER"
 """The JupyterHub server name ("" for the default server)."""
 TAG_START_ID = "NEBULAHUB_START_ID"
 """A random id per spawn attempt, so a retried start can tell its VM from an older one."""
-HUB_TAGS = (TAG_HUB_ID, TAG_USER, TAG_SERVER, TAG_START_ID)
+TAG_OWNER_KIND = "NEBULAHUB_OWNER_KIND"
+"""Who the VM works for: ``server``, ``job-worker`` or ``dask-worker`` (absent: a server, as
+written by the first release)."""
+TAG_OWNER_ID = "NEBULAHUB_OWNER_ID"
+"""The owner within its kind (``user/server`` for a server, the job id for a job worker)."""
+HUB_TAGS = (TAG_HUB_ID, TAG_USER, TAG_SERVER, TAG_START_ID, TAG_OWNER_KIND, TAG_OWNER_ID)
 
 
 class VmInfo(BaseModel):

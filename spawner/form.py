@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from tornado import web
 
-from .state import JumpHost
+from machines import JumpHost
 
 if TYPE_CHECKING:  # pragma: no cover
     from .spawner import OpenNebulaSpawner
@@ -24,8 +24,10 @@ FIELDS = {"profile", "resource_host", "resource_user", "resource_port", "resourc
 YES = {"yes", "on", "true", "1"}
 
 
-def _bad(field: str, message: str) -> web.HTTPError:
+def bad_field(field: str, message: str) -> web.HTTPError:
+    """HTTP 400 whose message starts with the field's name."""
     return web.HTTPError(400, f"{field}: {message}", reason=f"{field}: {message}")
+
 
 
 def options_from_form(formdata: dict) -> dict:
@@ -36,83 +38,73 @@ def options_from_form(formdata: dict) -> dict:
 def validate_options(options: dict, spawner: "OpenNebulaSpawner") -> dict:
     """Normalise and check user_options; raise HTTP 400 naming the field."""
     if not isinstance(options, dict):
-        raise _bad("user_options", "must be an object")
+        raise bad_field("user_options", "must be an object")
     unknown = sorted(set(options) - FIELDS)
     if unknown:
-        raise _bad(unknown[0], f"unknown option (allowed: {', '.join(sorted(FIELDS))})")
+        raise bad_field(unknown[0], f"unknown option (allowed: {', '.join(sorted(FIELDS))})")
     profiles = spawner.profile_list()
     out: dict = {}
     slug = options.get("profile") or profiles[0].slug
     if not isinstance(slug, str) or slug not in {p.slug for p in profiles}:
-        raise _bad("profile", f"no profile named {slug!r}; choose one of "
+        raise bad_field("profile", f"no profile named {slug!r}; choose one of "
                    + ", ".join(p.slug for p in profiles))
     out["profile"] = slug
     if options.get("resource_host"):
-        provider = spawner.host_provider
+        provider = spawner.machine_provider
         if not getattr(provider, "allow_user_resources", False):
-            raise _bad("resource_host", "this hub does not serve on users' own machines")
+            raise bad_field("resource_host", "this hub does not serve on users' own machines")
         host = str(options["resource_host"])
         if not HOST_RE.fullmatch(host):
-            raise _bad("resource_host", f"{host!r} is not a host name or IP address")
+            raise bad_field("resource_host", f"{host!r} is not a host name or IP address")
         out["resource_host"] = host
         user = str(options.get("resource_user") or "")
         if user and not USER_RE.fullmatch(user):
-            raise _bad("resource_user", f"{user!r} is not a valid login name")
+            raise bad_field("resource_user", f"{user!r} is not a valid login name")
         if user:
             out["resource_user"] = user
         port = options.get("resource_port") or 22
         try:
             port = int(port)
         except (TypeError, ValueError):
-            raise _bad("resource_port", f"{port!r} is not a number") from None
+            raise bad_field("resource_port", f"{port!r} is not a number") from None
         if not 1 <= port <= 65535:
-            raise _bad("resource_port", "must be between 1 and 65535")
+            raise bad_field("resource_port", "must be between 1 and 65535")
         out["resource_port"] = port
         jump = str(options.get("resource_jump") or "")
         if jump and any(ch.isspace() for ch in jump):
-            raise _bad("resource_jump", f"{jump!r} is not of the form user@host[:port]")
+            raise bad_field("resource_jump", f"{jump!r} is not of the form user@host[:port]")
         if jump:
             try:
                 parsed = JumpHost.parse(jump, user or spawner.user.name)
             except ValueError as e:
-                raise _bad("resource_jump", str(e)) from None
+                raise bad_field("resource_jump", str(e)) from None
             if not HOST_RE.fullmatch(parsed.host) or not USER_RE.fullmatch(parsed.username):
-                raise _bad("resource_jump", f"{jump!r} is not of the form user@host[:port]")
+                raise bad_field("resource_jump", f"{jump!r} is not of the form user@host[:port]")
             out["resource_jump"] = jump
         trust = options.get("resource_trust_new_host_key")
         if trust not in (None, "", False):
             if str(trust).lower() not in YES | {"no", "off", "false", "0"}:
-                raise _bad("resource_trust_new_host_key", "must be yes or no")
+                raise bad_field("resource_trust_new_host_key", "must be yes or no")
             if str(trust).lower() in YES:
                 out["resource_trust_new_host_key"] = True
     else:
         for field in ("resource_user", "resource_port", "resource_jump",
                       "resource_trust_new_host_key"):
             if options.get(field):
-                raise _bad(field, "only used together with resource_host")
+                raise bad_field(field, "only used together with resource_host")
     return out
 
 
-async def check_user_hosts(options: dict, spawner: "OpenNebulaSpawner") -> None:
-    """HTTP 400 naming the field if the hub would connect to a refused address (its own
-    machine, loopback, link-local/metadata, or outside the admin's networks)."""
-    from .netguard import HostRefused
-
-    host = options.get("resource_host")
-    if not host:
+def check_literal_addresses(options: dict, provider) -> None:
+    """Refuse at once a user's machine given as a refused address (the hub itself, loopback,
+    metadata, outside the admin's networks): raises :class:`machines.errors.HostRefused`."""
+    if not options.get("resource_host") or not hasattr(provider, "literal_address_checked"):
         return
-    provider = spawner.host_provider
     if options.get("resource_jump"):
         jump = JumpHost.parse(options["resource_jump"], "x")
-        field, host, port = "resource_jump", jump.host, jump.port
+        provider.literal_address_checked(jump.host, "resource_jump")
     else:
-        field, port = "resource_host", options.get("resource_port", 22)
-    try:
-        if provider.literal_address_checked(host, field):
-            return  # an address needs no lookup: answered at once, before the spawn starts
-        await provider.checked_address(host, port, field)
-    except HostRefused as e:
-        raise _bad(e.field, str(e).split(": ", 1)[1]) from None
+        provider.literal_address_checked(options["resource_host"], "resource_host")
 
 
 async def render_form(spawner: "OpenNebulaSpawner") -> str:
@@ -133,7 +125,7 @@ async def render_form(spawner: "OpenNebulaSpawner") -> str:
         )
     parts = ['<div class="nebulahub-form"><h5>Choose your server</h5>',
              f'<div class="list-group mb-3">{"".join(cards)}</div>']
-    info = await spawner.host_provider.form_info(spawner)
+    info = await spawner.machine_provider.form_info(spawner.user.name)
     quota = {k: v for k, v in info.items() if not k.startswith("Hub key")}
     if quota:
         rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in quota.items())

@@ -1,48 +1,36 @@
-"""OpenNebulaSpawner: a user's server on a VM, an SSH host or the hub's machine.
+"""OpenNebulaSpawner: JupyterHub's adapter over the machine layer.
 
-start: provider gets a machine -> SSH (pinned host key, optional bastion) -> hub-API tunnel ->
-bootstrap program starts jupyterhub-singleuser on the host's loopback -> server tunnel -> HTTP check.
-Everything needed to find, check and clean the server is persisted as soon as it exists.
+start: the machine layer acquires a machine (an OpenNebula VM, an SSH host, the user's own machine
+or the hub's) -> its host is reached (pinned host key, optional bastion) -> a tunnel to the hub API
+-> the bootstrap program starts jupyterhub-singleuser on the machine's loopback -> a tunnel to the
+server -> HTTP check. Everything needed to find, check and clean the server is persisted as soon as
+it exists. What the spawner adds to the machine layer: profiles and the form, the server's own
+state, progress, and JupyterHub's start/poll/stop contract.
 """
 from __future__ import annotations
 
 import asyncio
-import os
-import pwd
 import sys
 import time
-import uuid
 from functools import cached_property
+from urllib.parse import urlparse
 
 from jupyterhub.spawner import SpawnException, Spawner
 from jupyterhub.utils import url_path_join, wait_for_http_server
 from sqlalchemy import inspect as sa_inspect
 from tornado import web
-from traitlets import Float, Instance, List, Unicode, default, observe
+from traitlets import Float, List, Unicode, default
 
-import asyncssh
-
-from opennebula import OpenNebulaError
+from machines import (Machine, MachineAccess, MachineError, MachineRequest, MachineSize,
+                      MachineStatus, OwnerKind, OwnMachine, is_transient, new_start_id,
+                      provider_class)
+from machines.bootstrap import server_request
+from machines.errors import HostKeyChanged, OptionError
+from machines.hostkeys import HUB_SCOPE, user_scope
 
 from . import form
-from .bootstrap import BootstrapFailed, BootstrapRunner, server_request
-from .hostkeys import HUB_SCOPE, HostKeyStore, user_scope
-from .keys import new_spawn_key
-from .netguard import HostRefused
 from .profiles import VmProfile, parse_profiles
-from .providers import HostProvider, MachineStatus, ProviderError, SpawnContext, provider_class
-from .secretbox import SecretBox, SecretBoxError
-from .sshconn import HostKeyChanged, SshTarget, SshUnreachable, wait_for_ssh
-from .state import JumpHost, ServerState
-from .tunnels import HostSession, TunnelError
-
-# What poll() may wait out for poll_grace: the cloud, the network or SSH not answering. Anything
-# else is a bug: logged with its traceback, and never a reason to drop a server.
-TRANSIENT_ERRORS = (OpenNebulaError, OSError, asyncio.TimeoutError, asyncssh.Error, SshUnreachable,
-                    TunnelError, BootstrapFailed)
-
-# Environment the server must not inherit from the hub when it runs on the hub's own machine.
-LOCAL_ENV_KEEP = ("PATH", "HOME", "LANG", "LC_ALL", "TZ")
+from .state import ServerState
 
 
 class UserFacingSpawnError(SpawnException):
@@ -58,13 +46,19 @@ def spawn_error(message: str, reason: str, status_code: int = 500) -> UserFacing
 
 
 class OpenNebulaSpawner(Spawner):
-    """Spawn single-user servers through a host provider (opennebula, ssh or local)."""
+    """Spawn single-user servers on machines from the machine layer (opennebula, ssh, local).
+
+    The provider's own settings are in its class (OpenNebulaProvider, SshProvider,
+    LocalProvider); how the hub reaches machines (bastion, pinned host keys, crypt key) is in
+    MachineAccess. All of them show in ``jupyterhub --help-all``.
+    """
 
     provider = Unicode(
         "local",
         help="""Where servers run: ``opennebula`` (a VM per server), ``ssh`` (a fixed host or the
-        user's own resource) or ``local`` (the hub's machine; demo only). Each provider has its
-        own settings class: OpenNebulaProvider, SshProvider, LocalProvider.""",
+        user's own machine) or ``local`` (the hub's machine, each user as their own Unix
+        account). Each provider has its own settings class: OpenNebulaProvider, SshProvider,
+        LocalProvider.""",
     ).tag(config=True)
 
     profiles = List(
@@ -72,28 +66,9 @@ class OpenNebulaSpawner(Spawner):
         description, cpu, vcpu, memory_mb, template_id, max_lifetime_hours, default_url.""",
     ).tag(config=True)
 
-    jump_host = Unicode(
-        "",
-        help="ProxyJump bastion ``[user@]host[:port]`` for VMs and the fixed SSH host.",
-    ).tag(config=True)
-
-    jump_key_file = Unicode("", help="Private key the hub logs in to the bastion with.").tag(
-        config=True
-    )
-
-    known_hosts_file = Unicode(
-        "",
-        help="""known_hosts file pinning host keys up front (bastion, fixed hosts). Hosts not in
-        it are trusted on first contact, pinned in the server's state, then checked strictly.""",
-    ).tag(config=True)
-
-    bootstrap_python = Unicode(
-        "python3", help="Python on the host that runs the bootstrap program (3.8+)."
-    ).tag(config=True)
-
     python_env = Unicode(
         "",
-        help="""Prepared Python environment on the host holding jupyterhub-singleuser (e.g.
+        help="""Prepared Python environment on the machine holding jupyterhub-singleuser (e.g.
         baked into the VM image). Empty or missing: the environment ``create_env`` is used. With
         the ``local`` provider: the environment users' servers run from, which every user's
         account must be able to read (default: the hub's own).""",
@@ -115,11 +90,7 @@ class OpenNebulaSpawner(Spawner):
 
     workdir_root = Unicode(
         "~/.nebulahub/servers",
-        help="Per-server directories on the host (token file, log, pid).",
-    ).tag(config=True)
-
-    ssh_timeout = Float(
-        120, help="Seconds a machine may take to accept the SSH login after it runs."
+        help="Per-server folders on the machine (token file, log, pid); ~ is the account's home.",
     ).tag(config=True)
 
     server_start_timeout = Float(
@@ -131,31 +102,6 @@ class OpenNebulaSpawner(Spawner):
         help="""Seconds a running server survives transient cloud or SSH errors in poll() before
         the hub considers it gone.""",
     ).tag(config=True)
-
-    crypt_key_file = Unicode(
-        "nebulahub_crypt_key",
-        help="""Key file (hub-private, created 0600 on first use) sealing the SSH private keys the
-        hub stores (per-spawn keys in the server state, users' hub keys). Not used when
-        $JUPYTERHUB_CRYPT_KEY is set: then the hub's crypt key seals them, as it seals auth_state.""",
-    ).tag(config=True)
-
-    host_key_dir = Unicode(
-        "host-keys",
-        help="""Hub-private folder of SSH host keys pinned across spawns: hub-wide for the admin's
-        machines (fixed host, bastion), per user for users' own machines. A machine whose key
-        changed is refused until the key is accepted deliberately (``nebulahub hostkeys
-        forget``, or the spawn form's choice for a user's own machine).""",
-    ).tag(config=True)
-
-    host_provider = Instance(HostProvider, allow_none=True)
-
-    @default("host_provider")
-    def _default_provider(self):
-        return provider_class(self.provider)(parent=self, log=self.log)
-
-    @observe("provider")
-    def _provider_changed(self, change):
-        self.host_provider = provider_class(change.new)(parent=self, log=self.log)
 
     @default("start_timeout")
     def _default_start_timeout(self):
@@ -185,39 +131,60 @@ class OpenNebulaSpawner(Spawner):
         super().__init__(**kwargs)
         self.server_state = ServerState()
         self.profile: VmProfile | None = None
-        self._session: HostSession | None = None
+        self._host = None
         self._events: list[dict] = []
         self._new_event = asyncio.Event()
         self._starting = False
         self._unreachable_since: float | None = None
 
     @cached_property
-    def secret_box(self) -> SecretBox:
-        return SecretBox.from_environment(self.crypt_key_file)
+    def machine_access(self) -> MachineAccess:
+        return MachineAccess(parent=self, log=self.log)
 
     @cached_property
-    def host_key_store(self) -> HostKeyStore:
-        return HostKeyStore(self.host_key_dir)
+    def machine_provider(self):
+        return provider_class(self.provider)(parent=self, log=self.log,
+                                             access=self.machine_access)
 
     # ---- profiles and user options --------------------------------------------------------
 
     def profile_list(self) -> list[VmProfile]:
         return parse_profiles(self.profiles)
 
+    def machine_request(self, options: dict, start_id: str = "") -> MachineRequest:
+        """What this server asks the machine layer for."""
+        profile = {p.slug: p for p in self.profile_list()}[options["profile"]]
+        own = None
+        if options.get("resource_host"):
+            own = OwnMachine(host=options["resource_host"],
+                             port=int(options.get("resource_port") or 22),
+                             username=options.get("resource_user") or self.user.name,
+                             jump=options.get("resource_jump", ""),
+                             trust_new_host_key=bool(options.get("resource_trust_new_host_key")))
+        return MachineRequest(
+            user=self.user.name, owner_kind=OwnerKind.SERVER,
+            owner_id=f"{self.user.name}/{self.name or ''}", start_id=start_id,
+            size=MachineSize(cpu=profile.cpu, vcpu=profile.vcpu, memory_mb=profile.memory_mb,
+                             template_id=profile.template_id, label=profile.name),
+            own=own, python_env=self.python_env or sys.prefix)
+
     async def apply_options(self, options: dict) -> None:
         """Validate user_options (form or REST API); errors name the field."""
         options = form.validate_options(options or {}, self)
-        await form.check_user_hosts(options, self)
-        profiles = {p.slug: p for p in self.profile_list()}
-        self.profile = profiles[options["profile"]]
+        request = self.machine_request(options)
+        try:
+            # an address the user typed is refused at once; a name needs a lookup, and the quota
+            # a question to the cloud
+            form.check_literal_addresses(options, self.machine_provider)
+            await self.machine_provider.check_request(request)
+        except OptionError as e:
+            raise form.bad_field(e.field, e.detail) from None
+        except MachineError as e:
+            raise spawn_error(str(e), e.reason, status_code=403) from None
+        self.profile = {p.slug: p for p in self.profile_list()}[options["profile"]]
         self.user_options = options
         if self.profile.default_url:
             self.default_url = self.profile.default_url
-        if not options.get("resource_host"):
-            try:
-                await self.host_provider.check_capacity(self, self.profile)
-            except ProviderError as e:
-                raise spawn_error(str(e), e.reason, status_code=403) from None
 
     # ---- state -----------------------------------------------------------------------------
 
@@ -228,13 +195,9 @@ class OpenNebulaSpawner(Spawner):
 
     def load_state(self, state):
         super().load_state(state)
-        state = dict(state or {})
-        clear_key = state.pop("private_key", "")
-        if clear_key and not state.get("sealed_private_key"):
-            # written in clear by an earlier release: sealed now, and never stored in clear again
-            state["sealed_private_key"] = self.secret_box.seal(clear_key)
-        self.server_state = ServerState(**{k: v for k, v in state.items()
-                                           if k in ServerState.model_fields})
+        self.server_state = ServerState.load(state, self.machine_access.secret_box)
+        if not self.server_state.machine.user and self.user is not None:
+            self.server_state.machine.user = self.user.name
 
     def clear_state(self):
         super().clear_state()
@@ -279,12 +242,14 @@ class OpenNebulaSpawner(Spawner):
         try:
             if self.profile is None:
                 await self.apply_options(self.user_options or {})
+            request = self.machine_request(self.user_options or {"profile": self.profile.slug},
+                                           new_start_id())
             st = self.server_state = ServerState(
-                provider=self.provider, start_id=uuid.uuid4().hex[:12], profile=self.profile.slug,
-                started_at=time.time(),
-            )
+                machine=Machine(provider=self.provider, start_id=request.start_id,
+                                user=self.user.name),
+                profile=self.profile.slug, started_at=time.time())
             await self.persist_state()  # the start id first: a sweep never takes this VM for an orphan
-            return await self._start(st)
+            return await self._start(st, request)
         except asyncio.CancelledError:
             self.log.warning("Spawn of %s cancelled: cleaning up", self._log_name)
             await asyncio.shield(self._cleanup())
@@ -303,77 +268,55 @@ class OpenNebulaSpawner(Spawner):
             self._starting = False
             self._new_event.set()
 
-    async def _start(self, st: ServerState):
-        provider = self.host_provider
-        if provider.uses_spawn_key:
-            private_key, public_key = new_spawn_key()
-            st.sealed_private_key = self.secret_box.seal(private_key)
-        else:
-            public_key = ""
-        ctx = SpawnContext(spawner=self, profile=self.profile, state=st, public_key=public_key,
-                           options=self.user_options or {}, report=self.report,
-                           persist=self.persist_state,
-                           python=os.path.join(self._local_python(), "bin", "python"))
-        await provider.acquire(ctx)
-        if st.jump is None and self.jump_host and not st.own_resource:
-            st.jump = JumpHost.parse(self.jump_host, st.username)
-        st.workdir = self._workdir(st)
+    async def _start(self, st: ServerState, request: MachineRequest):
+        machine, provider = st.machine, self.machine_provider
+        await provider.acquire(request, machine, self.report, self.persist_state)
+        st.workdir = self._workdir(machine)
         await self.persist_state()
 
-        if provider.remote:
-            self.report(45, f"Waiting for SSH on {st.host}")
-            await self._open_session(st, wait=True)
-            self.report(50, "SSH reachable")
-            hub_host, hub_port = self._hub_api_address()
-            st.api_port = await self._session.forward_hub_api(hub_host, hub_port)
-            await self.persist_state()
+        host = self._host = provider.host_for(
+            machine, trust_new_key=bool(request.own and request.own.trust_new_host_key))
+        await host.open(wait=self.machine_access.ssh_timeout, report=self.report)
+        await self.persist_state()  # host keys pinned at first contact
+        api_host, st.api_port = await host.forward_to_hub(*self._hub_api_address())
+        await self.persist_state()
 
         self.report(60, "Bootstrapping your server")
-        result = await self._run_bootstrap(st, self._start_request(st))
+        result = await host.bootstrap(self._start_request(st, api_host), self._relay)
         st.server_port = int(result["port"])
-        if provider.remote:
-            st.local_port = await self._session.forward_to_server(st.server_port)
-            port = st.local_port
-        else:
-            port = st.server_port
+        st.local_port = await host.forward_to_machine(st.server_port)
         await self.persist_state()
 
         self.report(90, "Waiting for your server to answer")
         await wait_for_http_server(
-            f"http://127.0.0.1:{port}{url_path_join(self.server.base_url, 'api')}",
+            f"http://127.0.0.1:{st.local_port}{url_path_join(self.server.base_url, 'api')}",
             timeout=self.http_timeout,
         )
         self.report(100, "Server answering")
-        return ("127.0.0.1", port)
+        return ("127.0.0.1", st.local_port)
 
-    def _workdir(self, st: ServerState) -> str:
+    def _relay(self, event: dict) -> None:
+        self.report(70, event.get("message", "Bootstrapping"))
+
+    def _workdir(self, machine: Machine) -> str:
+        """The server's folder; ``~`` is the account's home, written out where it is known."""
         root = self.workdir_root.rstrip("/")
-        if not self.host_provider.remote:  # the home is known here: store the real path
-            home = self.host_provider.home_for(self.user.name)
-            if root == "~" or root.startswith("~/"):
-                root = home + root[1:]
-            return os.path.join(os.path.abspath(root), st.start_id)
-        return f"{root}/{st.start_id}"
-
-    def _local_python(self) -> str:
-        """The environment a server on the hub's own machine runs from."""
-        return self.python_env or sys.prefix
+        if machine.home and (root == "~" or root.startswith("~/")):
+            root = machine.home + root[1:]
+        return f"{root}/{self.server_state.machine.start_id}"
 
     def _hub_api_address(self) -> tuple[str, int]:
-        from urllib.parse import urlparse
-
         u = urlparse(self.hub.api_url)
         return (u.hostname or "127.0.0.1"), (u.port or 80)
 
-    def _server_env(self, st: ServerState) -> dict:
+    def _server_env(self, st: ServerState, api_host: str) -> dict:
         env = self.get_env()
         for secret in ("JUPYTERHUB_API_TOKEN", "JPY_API_TOKEN"):
             env.pop(secret, None)  # the token travels in the request, into a 0600 file
-        if self.host_provider.remote:
-            api = f"http://127.0.0.1:{st.api_port}/hub/api"
-            env["JUPYTERHUB_API_URL"] = api
-            env["JUPYTERHUB_ACTIVITY_URL"] = url_path_join(
-                api, "users", self.user.escaped_name, "activity")
+        api = f"http://{api_host}:{st.api_port}{urlparse(self.hub.api_url).path}"
+        env["JUPYTERHUB_API_URL"] = api.rstrip("/")
+        env["JUPYTERHUB_ACTIVITY_URL"] = url_path_join(
+            api, "users", self.user.escaped_name, "activity")
         env["JUPYTERHUB_SERVICE_URL"] = f"http://127.0.0.1:{{NEBULAHUB_PORT}}{self.server.base_url}"
         env["NEBULAHUB_PUBLIC_ORIGINS"] = " ".join(self._public_origins())
         return env
@@ -382,8 +325,6 @@ class OpenNebulaSpawner(Spawner):
         """``host:port`` the browser reaches the hub at (JupyterHub.public_url, else the proxy's
         bind URL): the plotting app accepts websockets from these origins only. Bokeh compares an
         origin without a port as ``host:80``, hence that form for default ports."""
-        from urllib.parse import urlparse
-
         proxy = (getattr(self.user, "settings", None) or {}).get("proxy")
         origins = []
         for url in (self.public_url, getattr(proxy, "public_url", "")):
@@ -392,102 +333,32 @@ class OpenNebulaSpawner(Spawner):
                 origins.append(f"{u.hostname}:{u.port or 80}")
         return list(dict.fromkeys(origins))
 
-    def _start_request(self, st: ServerState) -> dict:
-        local = not self.host_provider.remote
-        python_env = self._local_python() if local else self.python_env
-        cwd = self.host_provider.home_for(self.user.name) if local else "~"
+    def _start_request(self, st: ServerState, api_host: str) -> dict:
         return server_request(
-            "start", st.workdir, token=self.api_token, env=self._server_env(st),
-            python_env=python_env, create_env=self.create_env,
+            "start", st.workdir, token=self.api_token, env=self._server_env(st, api_host),
+            python_env=self.python_env or st.machine.python_env, create_env=self.create_env,
             packages=list(self.singleuser_packages), pip_args=list(self.pip_args),
-            args=list(self.args), cwd=cwd, start_timeout=self.server_start_timeout,
+            args=list(self.args), cwd=st.machine.home or "~",
+            start_timeout=self.server_start_timeout,
         )
 
-    async def _run_bootstrap(self, st: ServerState, request: dict) -> dict:
-        def relay(event):
-            self.report(70, event.get("message", "Bootstrapping"))
+    # ---- reaching a running server -------------------------------------------------------------
 
-        runner = BootstrapRunner(on_event=relay)
-        if self.host_provider.remote:
-            return await runner.run_ssh(self._session.conn, self.bootstrap_python, request)
-        return await runner.run_local(**self._local_process(st), request=request)
-
-    def _local_process(self, st: ServerState) -> dict:
-        """How the bootstrap runs on the hub's machine: the user's account, home and Python."""
-        home = self.host_provider.home_for(self.user.name)
-        env = {k: os.environ[k] for k in LOCAL_ENV_KEEP if k in os.environ}
-        env["HOME"] = home  # the user's files, not the hub's
-        python_env = self._local_python()
-        python = os.path.join(python_env, "bin", "python")
-        if not os.path.exists(python):
-            python = sys.executable
-        process = {"python": python, "env": env, "cwd": home if os.path.isdir(home) else "/"}
-        if os.geteuid() == 0 and st.username:
-            pw = pwd.getpwnam(st.username)
-            if pw.pw_uid == 0:
-                raise ProviderError("NebulaHub never runs a server as root.", reason="account")
-            env.update(USER=pw.pw_name, LOGNAME=pw.pw_name, SHELL=pw.pw_shell or "/bin/sh")
-            process.update(user=pw.pw_uid, group=pw.pw_gid)
-        return process
-
-    # ---- SSH session -------------------------------------------------------------------------
-
-    def _target(self, st: ServerState) -> SshTarget:
-        provider = self.host_provider
-        # keys of machines that outlive the server are pinned across spawns; a VM's are not
-        if st.own_resource:
-            scope = user_scope(self.user.name)
-        elif provider.machines_outlive_servers:
-            scope = HUB_SCOPE
-        else:
-            scope = None
-        jump = None
-        if st.jump is not None:
-            if st.own_resource:
-                keys = provider.client_keys(self, st)
-            elif self.jump_key_file:
-                keys = [asyncssh.read_private_key(self.jump_key_file)]
-            else:
-                keys = []
-            jump = SshTarget(st.jump.host, st.jump.username, st.jump.port, keys,
-                             trust_scope=scope or HUB_SCOPE)
-        return SshTarget(st.host, st.username, st.port, provider.client_keys(self, st), jump,
-                         trust_scope=scope)
-
-    async def _open_session(self, st: ServerState, *, wait: bool) -> HostSession:
-        if self._session is not None and self._session.alive():
-            return self._session
-        if self._session is not None:
-            await self._session.close()
-        target = self._target(st)
-        store = self.host_key_store
-        if not st.host_keys and st.own_resource and \
-                (self.user_options or {}).get("resource_trust_new_host_key"):
-            # the user says their machine was reinstalled: its old key goes, the jump host's stays
-            store.forget(target.trust_scope, target.key_id)
-        for hop in target.hops():
-            if hop.trust_scope and hop.key_id not in st.host_keys:
-                known = store.load(hop.trust_scope).get(hop.key_id)
-                if known:
-                    st.host_keys[hop.key_id] = known
-        # A new machine may take ssh_timeout to accept logins; a known one answers at once or not.
-        conns = await wait_for_ssh(target, st.host_keys,
-                                   deadline_seconds=self.ssh_timeout if wait else 10,
-                                   known_hosts_file=self.known_hosts_file or None)
-        for hop in target.hops():
-            if hop.trust_scope and hop.key_id in st.host_keys:
-                store.pin(hop.trust_scope, hop.key_id, st.host_keys[hop.key_id])
-        self._session = HostSession(conns)
-        await self.persist_state()  # newly pinned host keys
-        return self._session
-
-    async def _rebuild_tunnels(self, st: ServerState) -> None:
-        """After a hub restart: same ports, so the stored URL and the server's API URL hold."""
-        session = await self._open_session(st, wait=False)
-        hub_host, hub_port = self._hub_api_address()
-        await session.forward_hub_api(hub_host, hub_port, st.api_port)
-        await session.forward_to_server(st.server_port, st.local_port)
-        self.log.info("Rebuilt tunnels for %s", self._log_name)
+    async def _reach(self, st: ServerState):
+        """The host with both tunnels, rebuilt on the stored ports after a hub restart (so the
+        URL the hub stored and the server's API URL hold)."""
+        if self._host is not None and self._host.alive():
+            return self._host
+        if self._host is not None:
+            await self._host.close()
+        host = self._host = self.machine_provider.host_for(st.machine)
+        await host.open(wait=self.machine_access.reconnect_timeout)
+        await self.persist_state()
+        if st.api_port:
+            await host.forward_to_hub(*self._hub_api_address(), remote_port=st.api_port)
+        if st.server_port:
+            await host.forward_to_machine(st.server_port, st.local_port)
+        return host
 
     # ---- poll / stop -------------------------------------------------------------------------
 
@@ -501,27 +372,27 @@ class OpenNebulaSpawner(Spawner):
             self.log.info("%s reached its profile's maximum lifetime", self._log_name)
             return await self._gone()
         try:
-            machine = await self.host_provider.check(st)
+            machine = await self.machine_provider.check(st.machine)
             if machine is MachineStatus.GONE:
                 return await self._gone()
             if machine is MachineStatus.UNKNOWN:
                 return await self._transient("the cloud did not answer")
-            if self.host_provider.remote and (self._session is None or not self._session.alive()):
-                await self._rebuild_tunnels(st)
-            status = await self._run_bootstrap(st, server_request("status", st.workdir))
+            host = await self._reach(st)
+            # cheap: a connection to the server's port over the standing SSH connection
+            running = await host.port_open(st.server_port)
         except HostKeyChanged as e:
             self.log.error("%s: %s", self._log_name, e)
             return await self._gone()
-        except TRANSIENT_ERRORS as e:  # cloud, SSH, network: transient until the grace runs out
-            return await self._transient(f"{type(e).__name__}: {e}")
-        except Exception:
+        except Exception as e:
+            if is_transient(e):  # cloud, SSH, network: transient until the grace runs out
+                return await self._transient(f"{type(e).__name__}: {e}")
             # A bug must not cost a user their server: report it, keep the server, and do not
             # count it as an outage.
             self.log.exception("Checking %s failed unexpectedly; it is kept running",
                                self._log_name)
             return None
         self._unreachable_since = None
-        return None if status.get("running") else await self._gone()
+        return None if running else await self._gone()
 
     async def _gone(self) -> int:
         """The server cannot come back: release what is left, since the hub calls stop() only
@@ -559,23 +430,25 @@ class OpenNebulaSpawner(Spawner):
     async def _cleanup(self) -> None:
         """Stop the server, close tunnels, give the machine back; from any partial state."""
         st = self.server_state
-        remote = self.host_provider.remote
-        # Only a host the hub has logged in to before can hold a server process to stop.
-        reached = not remote or f"{st.host}:{st.port}" in st.host_keys
-        if st.workdir and reached:
+        provider = self.machine_provider
+        if st.workdir and st.machine.exists:
             try:
-                if remote:
-                    await asyncio.wait_for(self._open_session(st, wait=False), timeout=15)
-                await asyncio.wait_for(
-                    self._run_bootstrap(st, server_request("stop", st.workdir)), timeout=30)
+                host = self._host or provider.host_for(st.machine)
+                self._host = host
+                # only a machine the hub has logged in to before can hold a server to stop
+                if host.reached_before():
+                    await asyncio.wait_for(
+                        host.open(wait=self.machine_access.reconnect_timeout), timeout=15)
+                    await asyncio.wait_for(
+                        host.bootstrap(server_request("stop", st.workdir)), timeout=30)
             except Exception as e:  # the machine may be gone already; release follows anyway
                 self.log.warning("Could not stop the server process of %s: %s",
                                  self._log_name, e)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._host is not None:
+            await self._host.close()
+            self._host = None
         try:
-            await self.host_provider.release(st)
+            await provider.release(st.machine)
         except Exception as e:
             # The VM keeps its hub tag: the orphan sweep terminates it later.
             self.log.error("Could not release the machine of %s: %s", self._log_name, e)
@@ -585,29 +458,25 @@ class OpenNebulaSpawner(Spawner):
     def _spawn_error(self, e: Exception) -> SpawnException:
         if isinstance(e, SpawnException):
             return e
-        if isinstance(e, ProviderError):
-            return spawn_error(str(e), e.reason)
-        if isinstance(e, HostRefused):
-            return spawn_error(str(e), "options", status_code=400)
+        if isinstance(e, OptionError):
+            return spawn_error(str(e), e.reason, status_code=400)
         if isinstance(e, HostKeyChanged):
-            return spawn_error(f"{e} {self._host_key_advice(e.target)}", "host-key")
-        if isinstance(e, SecretBoxError):
-            return spawn_error(str(e), "crypt-key")
-        if isinstance(e, SshUnreachable):
-            return spawn_error(f"Your machine started but the hub could not log in to it. {e}", "ssh")
-        if isinstance(e, BootstrapFailed):
-            return spawn_error(f"Your server could not be set up on the machine: {e}", "bootstrap")
-        if isinstance(e, TunnelError):
-            return spawn_error(f"The hub could not connect to your server: {e}", "tunnel")
+            return spawn_error(f"{e} {self._host_key_advice(e.target)}", e.reason)
+        if isinstance(e, MachineError):
+            prefix = {"ssh": "Your machine started but the hub could not log in to it. ",
+                      "bootstrap": "Your server could not be set up on the machine: ",
+                      "tunnel": "The hub could not connect to your server: "}.get(e.reason, "")
+            return spawn_error(f"{prefix}{e}", e.reason)
         if isinstance(e, web.HTTPError):
             return spawn_error(e.log_message or str(e), "http")
         return spawn_error(f"Your server could not start ({type(e).__name__}: {e}).", "internal")
 
-    def _host_key_advice(self, target: SshTarget) -> str:
-        if target.trust_scope == user_scope(self.user.name):
+    def _host_key_advice(self, target) -> str:
+        scope = getattr(target, "trust_scope", None)
+        if scope == user_scope(self.user.name):
             return ("If you reinstalled that machine or changed its key yourself, start again "
                     "with \"Trust its new host key\" ticked on the spawn form.")
-        if target.trust_scope == HUB_SCOPE:
+        if scope == HUB_SCOPE:
             return ("Ask your admin: if the change is expected, they accept the new key with "
                     f"`nebulahub hostkeys forget {target.key_id}`.")
         return "Ask your admin."

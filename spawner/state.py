@@ -1,59 +1,57 @@
-"""What the hub must remember about one server to reach, check and clean it after a restart."""
+"""What the hub must remember about one server to reach, check and clean it after a restart.
+
+Versioned (kubespawner's habit): every key has one meaning and a reason to be kept, and a state
+written by an earlier release is migrated when it is loaded.
+"""
 from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from machines import Machine
+from machines.secretbox import SecretBox
 
-class JumpHost(BaseModel):
-    """A ProxyJump bastion."""
-
-    host: str
-    username: str
-    port: int = 22
-
-    @classmethod
-    def parse(cls, text: str, default_user: str) -> "JumpHost | None":
-        """``[user@]host[:port]`` -> JumpHost; empty -> None."""
-        text = (text or "").strip()
-        if not text:
-            return None
-        user, _, hostport = text.rpartition("@")
-        host, _, port = hostport.partition(":")
-        if not host or (port and not port.isdigit()):
-            raise ValueError(f"jump host {text!r} is not of the form user@host[:port]")
-        if port and not 1 <= int(port) <= 65535:
-            raise ValueError(f"jump host {text!r}: the port must be between 1 and 65535")
-        return cls(host=host, username=user or default_user, port=int(port or 22))
+STATE_VERSION = 2
 
 
 class ServerState(BaseModel):
     """Persisted in the hub database as the spawner state (JSON)."""
 
-    provider: str = ""
-    start_id: str = ""
-    profile: str = ""
-    started_at: float = 0.0
-    # the machine
-    vm_id: int | None = None
-    own_resource: bool = False  # the user's own SSH machine (named on the spawn form)
-    host: str = ""
-    port: int = 22
-    username: str = ""
-    jump: JumpHost | None = None
-    # credentials and trust: the per-spawn client key sealed with the hub's crypt key (never in
-    # clear here: admins read this state through the REST API), and host keys pinned at first
-    # contact
-    sealed_private_key: str = Field(default="", repr=False)
-    host_keys: dict[str, str] = Field(default_factory=dict)
-    # the server on the machine and the tunnels to it
-    workdir: str = ""
-    server_port: int = 0
-    local_port: int = 0
-    api_port: int = 0
-
-    @property
-    def has_machine(self) -> bool:
-        return self.vm_id is not None or bool(self.host) or bool(self.workdir)
+    version: int = Field(STATE_VERSION, description="which layout: older ones are migrated")
+    machine: Machine = Field(default_factory=Machine,
+                             description="the machine layer's record: reach, check, release it")
+    profile: str = Field("", description="the profile's slug: its lifetime limit after a restart")
+    started_at: float = Field(0.0, description="when the spawn began: the profile's lifetime")
+    workdir: str = Field("", description="the server's folder on the machine: token, log, pid")
+    server_port: int = Field(0, description="the server's port on the machine's loopback")
+    local_port: int = Field(0, description="the hub-side tunnel port: the URL the hub stored")
+    api_port: int = Field(0, description="the machine-side port to the hub API: the server's "
+                                         "JUPYTERHUB_API_URL, rebuilt on the same port")
 
     def dump(self) -> dict:
-        return self.model_dump(mode="json", exclude_defaults=True)
+        return self.model_dump(mode="json", exclude_defaults=False)
+
+    @classmethod
+    def load(cls, raw: dict | None, box: SecretBox) -> "ServerState":
+        """A stored state of any release as this version (empty: a fresh state)."""
+        raw = dict(raw or {})
+        if not raw or raw.get("version") == STATE_VERSION:
+            return cls(**{k: v for k, v in raw.items() if k in cls.model_fields})
+        return cls._from_v1(raw, box)
+
+    @classmethod
+    def _from_v1(cls, raw: dict, box: SecretBox) -> "ServerState":
+        """Release 1 kept everything flat; its ``profile`` meant "own-resource" for a user's own
+        machine, and its per-spawn private key was stored in clear."""
+        own = raw.get("profile") == "own-resource" or bool(raw.get("own_resource"))
+        sealed = raw.get("sealed_private_key") or (
+            box.seal(raw["private_key"]) if raw.get("private_key") else "")
+        machine = Machine(
+            provider=raw.get("provider", ""), start_id=raw.get("start_id", ""),
+            vm_id=raw.get("vm_id"), own_resource=own, host=raw.get("host", ""),
+            port=raw.get("port", 22), username=raw.get("username", ""), jump=raw.get("jump"),
+            sealed_private_key=sealed, host_keys=raw.get("host_keys") or {},
+        )
+        return cls(machine=machine, profile="" if own else raw.get("profile", ""),
+                   started_at=raw.get("started_at", 0.0), workdir=raw.get("workdir", ""),
+                   server_port=raw.get("server_port", 0), local_port=raw.get("local_port", 0),
+                   api_port=raw.get("api_port", 0))

@@ -66,11 +66,11 @@ def local_accounts(shared_tmp):
     servers' Python environment every account can read. Yields config lines for a hub."""
     import secrets
 
-    from spawner.localusers import remove_created
+    from machines.localusers import remove_created
 
     registry = os.path.join(shared_tmp, "created-accounts")
     if os.geteuid() == 0:
-        from spawner.serverenv import ensure_server_env
+        from machines.serverenv import ensure_server_env
 
         env = ensure_server_env()
         prefix = f"nht{secrets.token_hex(2)}-"
@@ -89,12 +89,12 @@ def local_accounts(shared_tmp):
 @pytest.fixture(scope="session")
 def test_account(local_accounts):
     """An unprivileged account for tests that must not run as root (created once per session)."""
-    from spawner.localusers import ensure_account, unix_name
+    from machines.localusers import ensure_account, unix_name
 
     if os.geteuid() != 0:
         import pwd
 
-        from spawner.localusers import LocalAccount
+        from machines.localusers import LocalAccount
         pw = pwd.getpwuid(os.geteuid())
         return LocalAccount(pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir)
     return ensure_account(unix_name(local_accounts.prefix, "plain"), "/nonexistent",

@@ -62,7 +62,7 @@ def hub_pid(state: Path) -> int:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory, shared_tmp):
-    from spawner.localusers import remove_created
+    from machines.localusers import remove_created
 
     tmp_path = tmp_path_factory.mktemp("demo")
     state, shared = tmp_path / "state", Path(shared_tmp) / "demo"
@@ -264,11 +264,11 @@ def test_a_failed_demo_start_leaves_no_proxy_behind(tmp_path):
     env = demo_env(state, tmp_path / "shared", "nhx-",
                    NEBULAHUB_HUB_PORT=str(taken.getsockname()[1]))
     try:
-        res = subprocess.run([sys.executable, "-m", "spawner.cli", "demo"], cwd=PROJECT,
+        res = subprocess.run([sys.executable, "-m", "nebulahub.cli", "demo"], cwd=PROJECT,
                              env=env, capture_output=True, text=True, timeout=300)
     finally:
         taken.close()
-        from spawner.localusers import remove_created
+        from machines.localusers import remove_created
         remove_created(str(state / "created-accounts"))
     assert res.returncode != 0, res.stdout[-2000:]
     assert (state / "jupyterhub-proxy.pid").exists(), "the proxy never started: wrong scenario"

@@ -21,7 +21,7 @@ def hub_config(endpoint, vm_env, user, extra=""):
     return f"""
         c.OpenNebulaSpawner.provider = "opennebula"
         c.OpenNebulaSpawner.python_env = "{vm_env}"
-        c.OpenNebulaSpawner.ssh_timeout = 15
+        c.MachineAccess.ssh_timeout = 15
         c.OpenNebulaSpawner.poll_grace = 20
         c.OpenNebulaSpawner.profiles = [
             {{"slug": "small", "name": "Small", "cpu": 1, "memory_mb": 512}},
@@ -110,13 +110,13 @@ def test_student_gets_a_server_on_a_fresh_vm_and_stop_terminates_it(hub, cloud):
 
     assert hub.get_via_proxy("/user/stu/api/status", token).status_code == 200
     state = hub.server_model("stu")["state"]
-    vm = cloud.vms[state["vm_id"]]
+    vm = cloud.vms[state["machine"]["vm_id"]]
     assert vm.state == 3
-    host = cloud.host_of(state["vm_id"])
-    assert state["host_keys"][f"{host.ip}:22"] == host.host_key_line
+    host = cloud.host_of(state["machine"]["vm_id"])
+    assert state["machine"]["host_keys"][f"{host.ip}:22"] == host.host_key_line
     # tags: this hub, this user, this start
     user_template = cloud.all_templates_text()
-    assert "hub-under-test" in user_template and state["start_id"] in user_template
+    assert "hub-under-test" in user_template and state["machine"]["start_id"] in user_template
 
     # security: the server's token is in no VM template and in no hub log line
     secret = host.run("cat", state["workdir"].replace("~", f"/home/{host.user}") + "/token"
@@ -127,8 +127,8 @@ def test_student_gets_a_server_on_a_fresh_vm_and_stop_terminates_it(hub, cloud):
     assert "cloud-secret-pw" not in hub.log()
     # the per-spawn private key: sealed with the hub's crypt key, never in clear in the state
     # admins read through the REST API, nor in the hub's database file
-    assert "PRIVATE KEY" not in str(state) and "private_key" not in state
-    assert state["sealed_private_key"].startswith("gAAAA")  # a Fernet token
+    assert "PRIVATE KEY" not in str(state) and "private_key" not in state["machine"]
+    assert state["machine"]["sealed_private_key"].startswith("gAAAA")  # a Fernet token
     assert b"PRIVATE KEY" not in (hub.dir / "hub.sqlite").read_bytes()
     for pid in host.pids():
         try:
@@ -137,7 +137,7 @@ def test_student_gets_a_server_on_a_fresh_vm_and_stop_terminates_it(hub, cloud):
             pass
 
     hub.stop_server("stu")
-    assert cloud.vms[state["vm_id"]].state == 6  # DONE
+    assert cloud.vms[state["machine"]["vm_id"]].state == 6  # DONE
     assert not port_listening(state["local_port"]), "server tunnel still open"
     assert wait_no_live_vms(cloud) == []
 
@@ -150,10 +150,34 @@ def test_two_named_servers_get_two_vms(hub, cloud):
     for name in ("one", "two"):
         assert hub.progress("nia", name)[-1].get("ready")
         assert hub.get_via_proxy(f"/user/nia/{name}/api/status", token).status_code == 200
-    ids = {hub.server_model("nia", n)["state"]["vm_id"] for n in ("one", "two")}
+    ids = {hub.server_model("nia", n)["state"]["machine"]["vm_id"] for n in ("one", "two")}
     assert len(ids) == 2
     for name in ("one", "two"):
         hub.stop_server("nia", name)
+    assert wait_no_live_vms(cloud) == []
+
+
+def test_polls_share_one_cloud_query_and_start_nothing_on_the_vms(hub, cloud):
+    """Fifty students' servers must not cost fifty cloud calls and fifty programs per poll:
+    one vmpool query serves every server's poll, and liveness is a connection to the server's
+    port over the standing SSH connection."""
+    hosts = {}
+    for user in ("poa", "pob"):
+        hub.create_user(user)
+        assert hub.spawn(user, options={"profile": "small"}).status_code == 202
+        assert hub.progress(user)[-1].get("ready"), hub.log()[-3000:]
+        hosts[user] = cloud.host_of(hub.server_model(user)["state"]["machine"]["vm_id"])
+    log_marks = {u: len(h.sshd_log()) for u, h in hosts.items()}
+    calls_before = len(cloud.methods_called())
+    time.sleep(7)  # the hub polls every 2 s: three polls of each server
+    calls = cloud.methods_called()[calls_before:]
+    assert "one.vm.info" not in calls, calls
+    assert 1 <= calls.count("one.vmpool.infoextended") <= 3, calls  # one view every 5 s at most
+    for user, host in hosts.items():
+        assert "Starting session: command" not in host.sshd_log()[log_marks[user]:], user
+        assert hub.server_model(user)["ready"]
+    for user in hosts:
+        hub.stop_server(user)
     assert wait_no_live_vms(cloud) == []
 
 
@@ -170,8 +194,8 @@ def test_hub_killed_and_restarted_serves_again_and_leaks_no_vm(hub, cloud):
     r = hub.get_via_proxy("/user/kim/api/status", token)
     assert r.status_code == 200, hub.log()[-3000:]
     after = hub.server_model("kim")["state"]
-    assert after["vm_id"] == before["vm_id"]
-    assert [vm.id for vm in live_vms(cloud)] == [before["vm_id"]]
+    assert after["machine"]["vm_id"] == before["machine"]["vm_id"]
+    assert [vm.id for vm in live_vms(cloud)] == [before["machine"]["vm_id"]]
     hub.stop_server("kim")
     assert wait_no_live_vms(cloud) == []
 
@@ -259,14 +283,15 @@ def test_changed_host_key_is_refused_after_restart(hub, cloud):
     assert hub.progress("hal")[-1].get("ready")
     state = hub.server_model("hal")["state"]
     hub.kill()
-    cloud.host_of(state["vm_id"]).regenerate_host_key()  # a different machine answers now
+    cloud.host_of(state["machine"]["vm_id"]).regenerate_host_key()  # a different machine answers now
     hub.start()
     hub.wait_server("hal", ready=False, timeout=60)
     assert "not the one recorded at first contact" in hub.log()
     assert wait_no_live_vms(cloud) == []
 
 
-def test_reconcile_terminates_only_this_hubs_orphans(hub, cloud, tmp_path):
+def test_reconcile_terminates_only_this_hubs_orphans_and_never_a_living_owners(hub, cloud,
+                                                                              tmp_path):
     import asyncio
 
     from opennebula import OpenNebulaClient
@@ -279,14 +304,20 @@ def test_reconcile_terminates_only_this_hubs_orphans(hub, cloud, tmp_path):
         other = await client.instantiate(name="other", template_id=0,
                                          tags={"NEBULAHUB_HUB_ID": "another-hub"})
         untagged = await client.instantiate(name="plain", template_id=0)
+        # a job's worker VM: no server references it, and the hub is not its source of truth
+        worker = await client.instantiate(name="worker", template_id=0, tags={
+            "NEBULAHUB_HUB_ID": "hub-under-test", "NEBULAHUB_USER": "rex",
+            "NEBULAHUB_START_ID": "job17a", "NEBULAHUB_OWNER_KIND": "job-worker",
+            "NEBULAHUB_OWNER_ID": "job-17"})
         await client.close()
-        return ours, other, untagged
+        return ours, other, untagged, worker
 
-    ours, other, untagged = asyncio.run(make_vms())
+    cloud.set_quota("hubacct", vms=6, cpu=6, memory=8192)  # four test VMs plus rex's
+    ours, other, untagged, worker = asyncio.run(make_vms())
     hub.create_user("rex")
     assert hub.spawn("rex", options={"profile": "small"}).status_code == 202
     assert hub.progress("rex")[-1].get("ready")
-    rex_vm = hub.server_model("rex")["state"]["vm_id"]
+    rex_vm = hub.server_model("rex")["state"]["machine"]["vm_id"]
 
     config = tmp_path / "reconcile_config.py"
     config.write_text(f'c.OpenNebulaProvider.endpoint = "{cloud.endpoint}"\n'
@@ -294,7 +325,7 @@ def test_reconcile_terminates_only_this_hubs_orphans(hub, cloud, tmp_path):
     env = dict(os.environ, JUPYTERHUB_API_TOKEN=hub.token,
                JUPYTERHUB_API_URL=f"{hub.url}/hub/api",
                NEBULAHUB_ONE_AUTH="hubacct:cloud-secret-pw")
-    cmd = [sys.executable, "-m", "spawner.cli", "reconcile", "--config", str(config)]
+    cmd = [sys.executable, "-m", "nebulahub.cli", "reconcile", "--config", str(config)]
     dry = subprocess.run(cmd + ["--dry-run"], env=env, capture_output=True, text=True)
     assert dry.returncode == 0, dry.stderr
     assert f"would terminate: {ours}" in dry.stdout, dry.stdout
@@ -305,15 +336,19 @@ def test_reconcile_terminates_only_this_hubs_orphans(hub, cloud, tmp_path):
     assert cloud.vms[ours].state == 6
     assert cloud.vms[other].state != 6 and cloud.vms[untagged].state != 6
     assert cloud.vms[rex_vm].state == 3
+    assert cloud.vms[worker].state == 3, "a job worker's VM was taken for a server's orphan"
+    vm_tags = cloud.all_templates_text()
+    assert "NEBULAHUB_OWNER_KIND" in vm_tags and "rex/" in vm_tags  # the server's own VM
     hub.stop_server("rex")
     # leave the cloud clean for the other tests: the foreign VMs are the test's own
     async def cleanup():
         client = OpenNebulaClient(cloud.endpoint, "hubacct:cloud-secret-pw")
-        for vm_id in (other, untagged):
+        for vm_id in (other, untagged, worker):
             await client.terminate(vm_id)
         await client.close()
 
     asyncio.run(cleanup())
+    cloud.set_quota("hubacct", vms=4, cpu=6, memory=8192)
     assert wait_no_live_vms(cloud) == []
 
 
@@ -328,8 +363,8 @@ def bastion_env(nethosts, vm_python_env, tmp_path_factory):
                        step_seconds=0.2)
     double.start()
     h = HubProcess(d, hub_config(double.endpoint, vm_python_env, nethosts.ssh_user, f"""
-        c.OpenNebulaSpawner.jump_host = "{bastion.user}@{bastion.ip}"
-        c.OpenNebulaSpawner.jump_key_file = "{d}/jump_key"
+        c.MachineAccess.jump_host = "{bastion.user}@{bastion.ip}"
+        c.MachineAccess.jump_key_file = "{d}/jump_key"
     """), env={"NEBULAHUB_ONE_AUTH": "hubacct:pw2"})
     h.start()
     yield h, double, bastion
@@ -346,11 +381,11 @@ def test_vms_reachable_only_through_the_bastion(bastion_env):
     events = hub.progress("jo")
     assert events[-1].get("ready"), events
     state = hub.server_model("jo")["state"]
-    vm_ip = double.host_of(state["vm_id"]).ip
+    vm_ip = double.host_of(state["machine"]["vm_id"]).ip
     with socket.socket() as s:  # no direct route from the hub's namespace
         s.settimeout(2)
         assert s.connect_ex((vm_ip, 22)) != 0
-    assert f"{bastion.ip}:22" in state["host_keys"]
+    assert f"{bastion.ip}:22" in state["machine"]["host_keys"]
     assert hub.get_via_proxy("/user/jo/api/status", token).status_code == 200
     hub.stop_server("jo")
     assert wait_no_live_vms(double) == []
@@ -440,3 +475,4 @@ def test_wrong_cloud_credentials_give_a_readable_refusal_and_no_vm(cloud, vm_pyt
         assert len(cloud.vms) == before
     finally:
         h.stop()
+    assert "Closed 1 OpenNebula client(s)" in h.log()  # released at the hub's shutdown

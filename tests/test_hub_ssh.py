@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from spawner.keys import UserKeyStore
-from spawner.secretbox import SecretBox
+from machines.keys import UserKeyStore
+from machines.secretbox import SecretBox
 from tests.hubproc import PROJECT, HubProcess
 from tests.nethosts.access import ensure_user
 
@@ -54,8 +54,8 @@ def env(nethosts, vm_python_env, tmp_path_factory, logins):
     hub = HubProcess(d, f"""
         c.OpenNebulaSpawner.provider = "ssh"
         c.OpenNebulaSpawner.python_env = "{vm_python_env}"
-        c.OpenNebulaSpawner.ssh_timeout = 20
-        c.OpenNebulaSpawner.crypt_key_file = "{d}/crypt_key"
+        c.MachineAccess.ssh_timeout = 20
+        c.MachineAccess.crypt_key_file = "{d}/crypt_key"
         c.OpenNebulaSpawner.profiles = [{{"slug": "notebook", "name": "Notebook"}}]
         c.SshProvider.host = "{fixed.ip}"
         c.SshProvider.username_template = "{prefix}{{username}}"
@@ -101,14 +101,14 @@ def test_server_on_a_fixed_ssh_host_listens_on_loopback_only_and_keeps_the_token
     assert r.status_code == 200, r.text
 
     state = hub.server_model("ray")["state"]
-    assert state["host_keys"][f"{host.ip}:22"] == host.host_key_line
+    assert state["machine"]["host_keys"][f"{host.ip}:22"] == host.host_key_line
     # the server listens on the host's loopback only
     listening = host.run("ss", "-ltnH", f"sport = :{state['server_port']}").stdout.decode()
     assert re.search(rf"127\.0\.0\.1:{state['server_port']}\b", listening), listening
     assert f"0.0.0.0:{state['server_port']}" not in listening
     # the API token: in a 0600 file owned by the user's own login, in no argv, no hub log line
     login = env["logins"]["ray"]
-    assert state["username"] == login
+    assert state["machine"]["username"] == login
     token_file = state["workdir"].replace("~", f"/home/{login}") + "/token"
     st = os.stat(token_file)
     assert st.st_mode & 0o777 == 0o600
@@ -143,7 +143,7 @@ def test_user_serves_on_own_machine_behind_a_bastion(env):
     assert events[-1].get("ready"), events
     assert hub.get_via_proxy("/user/bea/api/status", token).status_code == 200
     state = hub.server_model("bea")["state"]
-    assert set(state["host_keys"]) == {f"{bastion.ip}:22", f"{own.ip}:22"}
+    assert set(state["machine"]["host_keys"]) == {f"{bastion.ip}:22", f"{own.ip}:22"}
     hub.stop_server("bea")
 
 
@@ -197,7 +197,7 @@ def test_each_hub_user_logs_in_as_their_own_account_and_cannot_read_anothers_tok
         assert hub.spawn(user).status_code == 202
         assert hub.progress(user)[-1].get("ready"), hub.log()[-2000:]
     amy, bob = hub.server_model("amy")["state"], hub.server_model("bob")["state"]
-    assert (amy["username"], bob["username"]) == (logins["amy"], logins["bob"])
+    assert (amy["machine"]["username"], bob["machine"]["username"]) == (logins["amy"], logins["bob"])
     stolen = host.run("cat", token_path(logins["bob"], bob), user=logins["amy"], check=False)
     assert stolen.returncode != 0 and b"Permission denied" in stolen.stderr, stolen
     own = host.run("cat", token_path(logins["amy"], amy), user=logins["amy"], check=False)
@@ -221,7 +221,7 @@ def test_a_changed_host_key_is_refused_at_the_next_spawn_until_the_admin_accepts
     assert f"nebulahub hostkeys forget {host.ip}:22" in failed["message"], failed["message"]
     assert hub.server_model("kay") is None
     # the admin accepts the new key deliberately, with the command the message names
-    res = subprocess.run([sys.executable, "-m", "spawner.cli", "hostkeys", "forget",
+    res = subprocess.run([sys.executable, "-m", "nebulahub.cli", "hostkeys", "forget",
                           f"{host.ip}:22", "--config", str(hub.dir / "jupyterhub_config.py")],
                          cwd=hub.dir, capture_output=True, text=True,
                          env=dict(os.environ, PYTHONPATH=str(PROJECT)))
@@ -229,7 +229,7 @@ def test_a_changed_host_key_is_refused_at_the_next_spawn_until_the_admin_accepts
     assert hub.spawn("kay").status_code in (201, 202)
     assert hub.progress("kay")[-1].get("ready"), hub.log()[-2000:]
     state = hub.server_model("kay")["state"]
-    assert state["host_keys"][f"{host.ip}:22"] == host.host_key_line != old_key
+    assert state["machine"]["host_keys"][f"{host.ip}:22"] == host.host_key_line != old_key
     hub.stop_server("kay")
 
 
@@ -248,7 +248,7 @@ def test_a_changed_key_on_a_users_own_machine_is_accepted_only_when_the_user_say
     trusting = dict(options, resource_trust_new_host_key="yes")
     assert hub.spawn("bea", options=trusting).status_code in (201, 202)
     assert hub.progress("bea")[-1].get("ready"), hub.log()[-2000:]
-    assert hub.server_model("bea")["state"]["host_keys"][f"{own.ip}:22"] == own.host_key_line
+    assert hub.server_model("bea")["state"]["machine"]["host_keys"][f"{own.ip}:22"] == own.host_key_line
     hub.stop_server("bea")
 
 

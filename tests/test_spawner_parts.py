@@ -1,22 +1,21 @@
-"""The spawner's parts on their own: profiles, options, the form, the bootstrap program."""
+"""The JupyterHub adapter's parts on their own: profiles, options, the form, its state, and how
+start/poll treat what the machine layer raises."""
 import asyncio
-import os
-import sys
 import types
 
 import pytest
 from tornado import web
 
+from machines import JumpHost, MachineProvider
+from machines.hosts import Host
 from spawner import form
-from spawner.bootstrap import LOADER, BootstrapFailed, BootstrapRunner, server_request
 from spawner.profiles import parse_profiles
-from spawner.state import JumpHost, ServerState
 
 
 class FakeProvider:
     allow_user_resources = True
 
-    async def form_info(self, spawner):
+    async def form_info(self, user):
         return {"VMs": "1 used of 4, 3 free", "CPU": "1 used of 6, 5 free",
                 "Hub key for your resource": "ssh-ed25519 AAAAC3Nza hub-key"}
 
@@ -26,7 +25,7 @@ def fake_spawner(profiles=None, user_options=None):
         profiles=profiles or [{"slug": "small", "name": "Small"},
                               {"slug": "big", "name": "Big <b>", "cpu": 4, "memory_mb": 8192}],
         user=types.SimpleNamespace(name="ann"), user_options=user_options or {},
-        host_provider=FakeProvider())
+        machine_provider=FakeProvider())
     sp.profile_list = lambda: parse_profiles(sp.profiles)
     return sp
 
@@ -75,69 +74,6 @@ def test_form_shows_profiles_quota_and_the_hub_key_escaped():
     assert 'name="resource_host"' in html
 
 
-def test_state_round_trip_keeps_what_a_restart_needs():
-    st = ServerState(provider="opennebula", start_id="abc", vm_id=7, host="10.0.0.5",
-                     username="jovyan", jump=JumpHost(host="gw", username="u"),
-                     host_keys={"10.0.0.5:22": "ssh-ed25519 AAAA"}, local_port=4000,
-                     api_port=5000, server_port=6000, workdir="~/.nebulahub/servers/abc")
-    again = ServerState(**st.dump())
-    assert again == st
-
-
-SERVER_PYTHON = "/usr/bin/python3"  # stdlib only is needed; every account can run it
-
-
-def run_local(request, account=None):
-    """Run the bootstrap as a local process, as ``account`` when given (the hub as root)."""
-    if account and os.geteuid() == 0:
-        who, python = {"user": account.uid, "group": account.gid}, SERVER_PYTHON
-    else:
-        who, python = {}, sys.executable
-    return asyncio.run(BootstrapRunner().run_local(python, request,
-                                                   env={"PATH": os.environ["PATH"]}, **who))
-
-
-def account_dir(shared_tmp, account, name):
-    d = os.path.join(shared_tmp, name)
-    os.makedirs(d, exist_ok=True)
-    os.chown(d, account.uid, account.gid)
-    return d
-
-
-def test_bootstrap_reports_status_of_a_never_started_server(shared_tmp, test_account):
-    w = os.path.join(account_dir(shared_tmp, test_account, "status"), "w")
-    assert run_local(server_request("status", w), test_account)["running"] is False
-    assert run_local(server_request("stop", w), test_account)["stopped"] is False
-
-
-def test_bootstrap_failure_is_a_readable_sentence_and_the_token_file_is_private(
-        shared_tmp, test_account):
-    d = account_dir(shared_tmp, test_account, "failure")
-    req = server_request("start", os.path.join(d, "w"), token="s3cret-token",
-                         python_env=os.path.join(d, "no-such-env"), create_env="")
-    with pytest.raises(BootstrapFailed, match="has no jupyterhub-singleuser"):
-        run_local(req, test_account)
-    token = os.path.join(d, "w", "token")
-    assert open(token).read() == "s3cret-token"
-    assert os.stat(token).st_mode & 0o777 == 0o600
-    assert os.stat(token).st_uid == test_account.uid
-    assert os.stat(os.path.join(d, "w")).st_mode & 0o777 == 0o700
-
-
-def test_bootstrap_never_starts_a_server_as_root(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("needs root: the refusal is about servers started as root")
-    req = server_request("start", str(tmp_path / "w"), token="s3cret-token",
-                         python_env=sys.prefix, create_env="")
-    with pytest.raises(BootstrapFailed, match="never runs a server as root"):
-        run_local(req)
-    assert not (tmp_path / "w" / "token").exists()
-
-
-def test_loader_in_argv_holds_no_secret():
-    assert "token" not in LOADER.lower() and len(LOADER) < 200
-
-
 def test_progress_stays_open_while_the_spawn_is_pending_before_start_runs():
     """The hub may open the progress stream before start() (apply_user_options comes first)."""
     from spawner import OpenNebulaSpawner
@@ -165,83 +101,6 @@ def test_progress_stays_open_while_the_spawn_is_pending_before_start_runs():
     assert asyncio.run(scenario()) == ["Using the hub's own machine"]
 
 
-# ---- security and robustness of the spawner's own parts ------------------------------------
-
-def test_a_state_written_with_a_clear_private_key_loads_sealed(tmp_path):
-    """State from the release before keys were sealed still loads, and is never stored in
-    clear again (what admins read through the REST API holds no private key)."""
-    from spawner import OpenNebulaSpawner
-    from spawner.keys import new_spawn_key
-
-    private, _ = new_spawn_key()
-    sp = OpenNebulaSpawner(provider="opennebula", crypt_key_file=str(tmp_path / "key"))
-    sp.load_state({"provider": "opennebula", "start_id": "abc", "vm_id": 3,
-                   "private_key": private, "host": "10.0.0.5"})
-    state = sp.get_state()
-    assert "private_key" not in state and "PRIVATE KEY" not in str(state)
-    assert sp.secret_box.open(state["sealed_private_key"]) == private
-    assert (tmp_path / "key").stat().st_mode & 0o777 == 0o600
-    # the hub's crypt key, when set, is used instead of the key file (as for auth_state)
-    os.environ["JUPYTERHUB_CRYPT_KEY"] = "ab" * 32
-    try:
-        sp2 = OpenNebulaSpawner(provider="opennebula", crypt_key_file=str(tmp_path / "key2"))
-        sealed = sp2.secret_box.seal("secret")
-        assert not (tmp_path / "key2").exists()
-        with pytest.raises(Exception, match="crypt key changed"):
-            sp.secret_box.open(sealed)
-    finally:
-        del os.environ["JUPYTERHUB_CRYPT_KEY"]
-
-
-def test_the_users_hub_key_files_are_sealed_and_old_clear_ones_get_sealed(tmp_path):
-    from spawner.keys import UserKeyStore
-    from spawner.secretbox import SecretBox
-
-    store = UserKeyStore(str(tmp_path / "keys"), SecretBox.from_environment(str(tmp_path / "k")))
-    line = store.public_line("ann@example.org")
-    (path,) = list((tmp_path / "keys").iterdir())
-    assert b"PRIVATE KEY" not in path.read_bytes() and path.stat().st_mode & 0o777 == 0o600
-    assert store.public_line("ann@example.org") == line  # the same key comes back
-    import asyncssh
-    clear = asyncssh.generate_private_key("ssh-ed25519").export_private_key().decode()
-    path.write_text(clear)
-    assert store.public_line("ann@example.org") == \
-        asyncssh.import_private_key(clear).export_public_key().decode().strip()
-    assert b"PRIVATE KEY" not in path.read_bytes()
-
-
-@pytest.mark.parametrize("host, why", [
-    ("127.0.0.1", "loopback"), ("127.1.2.3", "loopback"), ("::1", "loopback"),
-    ("169.254.169.254", "metadata"), ("0.0.0.0", "not a machine"), ("::ffff:127.0.0.1", "loopback"),
-    ("fe80::1", "link-local"), ("224.0.0.1", "not a machine"),
-])
-def test_users_own_machine_cannot_be_the_hubs_loopback_or_the_cloud_metadata(host, why):
-    from spawner.netguard import HostRefused, check_address
-
-    with pytest.raises(HostRefused, match="resource_host: ") as e:
-        check_address(host, field="resource_host", host=host, own=set())
-    assert why in str(e.value)
-
-
-def test_users_own_machine_cannot_be_the_hubs_own_address_and_admins_set_the_networks():
-    import ipaddress
-
-    from spawner.netguard import HostRefused, check_address, hub_addresses
-
-    own = hub_addresses()
-    assert ipaddress.ip_address("127.0.0.1") in own
-    with pytest.raises(HostRefused, match="the hub's own machine"):
-        check_address("10.9.9.9", field="resource_host", host="10.9.9.9",
-                      own={ipaddress.ip_address("10.9.9.9")})
-    check_address("10.9.9.9", field="f", host="h", allow=["10.0.0.0/8"], own=set())
-    with pytest.raises(HostRefused, match="outside the networks"):
-        check_address("192.168.1.4", field="f", host="h", allow=["10.0.0.0/8"], own=set())
-    with pytest.raises(HostRefused, match="does not serve on"):
-        check_address("10.1.2.3", field="f", host="h", deny=["10.1.0.0/16"], own=set())
-    with pytest.raises(ValueError, match="user_host_allow"):
-        check_address("10.1.2.3", field="f", host="h", allow=["not-a-net"], own=set())
-
-
 @pytest.mark.parametrize("options, field", [
     ({"resource_host": "h.example\n"}, "resource_host"),
     ({"resource_host": "h.example", "resource_user": "ann\n"}, "resource_user"),
@@ -257,54 +116,102 @@ def test_trailing_newlines_and_out_of_range_jump_ports_are_refused_by_name(optio
     assert e.value.log_message.startswith(f"{field}:"), e.value.log_message
 
 
-def test_host_keys_pinned_across_spawns_are_never_overwritten_silently(tmp_path):
-    from spawner.hostkeys import HUB_SCOPE, HostKeyStore, user_scope
+def test_a_state_written_by_the_first_release_still_loads(tmp_path):
+    """Release 1 kept its state flat, marked a user's own machine in ``profile`` and kept the
+    per-spawn private key in clear: it loads as this version, the key sealed, one meaning per
+    field (what admins read through the REST API holds no private key)."""
+    from machines.keys import new_spawn_key
+    from spawner import OpenNebulaSpawner
+    from spawner.state import STATE_VERSION
 
-    store = HostKeyStore(str(tmp_path / "hk"))
-    store.pin(HUB_SCOPE, "10.0.0.5:22", "ssh-ed25519 AAAAold")
-    store.pin(HUB_SCOPE, "10.0.0.5:22", "ssh-ed25519 AAAAnew")
-    assert store.load(HUB_SCOPE) == {"10.0.0.5:22": "ssh-ed25519 AAAAold"}
-    assert store.load(user_scope("ann")) == {}  # a user's machines are theirs alone
-    assert store.forget(HUB_SCOPE, "10.0.0.5:22") and not store.forget(HUB_SCOPE, "10.0.0.5:22")
-    assert oct((tmp_path / "hk").stat().st_mode & 0o777) == "0o700"
+    private, _ = new_spawn_key()
+    v1 = {"provider": "ssh", "start_id": "abc123", "profile": "own-resource",
+          "started_at": 1700000000.0, "host": "10.0.0.5", "port": 2222, "username": "ann",
+          "jump": {"host": "gw", "username": "u", "port": 22}, "private_key": private,
+          "host_keys": {"10.0.0.5:2222": "ssh-ed25519 AAAA"}, "workdir": "~/.nebulahub/s/abc",
+          "server_port": 6000, "local_port": 4000, "api_port": 5000}
+    sp = OpenNebulaSpawner(provider="ssh", user=types.SimpleNamespace(name="ann"))
+    sp.machine_access.crypt_key_file = str(tmp_path / "key")
+    sp.load_state(v1)
+    state = sp.get_state()
+    assert state["version"] == STATE_VERSION
+    m = state["machine"]
+    assert m["own_resource"] is True and state["profile"] == ""  # one meaning per field
+    assert (m["host"], m["port"], m["username"], m["jump"]["host"]) == ("10.0.0.5", 2222, "ann",
+                                                                        "gw")
+    assert m["host_keys"] == v1["host_keys"] and m["user"] == "ann"
+    assert (state["server_port"], state["local_port"], state["api_port"]) == (6000, 4000, 5000)
+    assert "PRIVATE KEY" not in str(state) and "private_key" not in m
+    assert sp.machine_access.secret_box.open(m["sealed_private_key"]) == private
+    assert (tmp_path / "key").stat().st_mode & 0o777 == 0o600
+    # and this version's state loads as it is
+    again = OpenNebulaSpawner(provider="ssh", user=types.SimpleNamespace(name="ann"))
+    again.machine_access.crypt_key_file = str(tmp_path / "key")
+    again.load_state(state)
+    assert again.get_state() == state
 
 
-class _BrokenProvider:
+def test_the_hubs_crypt_key_seals_keys_when_it_is_set(tmp_path, monkeypatch):
+    from machines import MachineAccess
+
+    monkeypatch.setenv("JUPYTERHUB_CRYPT_KEY", "ab" * 32)
+    access = MachineAccess(crypt_key_file=str(tmp_path / "key"))
+    sealed = access.secret_box.seal("secret")
+    assert not (tmp_path / "key").exists()
+    monkeypatch.delenv("JUPYTERHUB_CRYPT_KEY")
+    other = MachineAccess(crypt_key_file=str(tmp_path / "key"))
+    with pytest.raises(Exception, match="crypt key changed"):
+        other.secret_box.open(sealed)
+
+
+class _NeverReached(Host):
+    async def open(self, *, wait, report=None): ...
+    async def bootstrap(self, request, on_event=None): ...
+    async def forward_to_machine(self, port, local_port=0): ...
+    async def forward_to_hub(self, host, port, remote_port=0): ...
+    async def port_open(self, port): ...
+
+    def reached_before(self):
+        return False
+
+
+def _broken_provider(failure):
     """A provider with a programming error in check() / acquire(), or a real outage."""
 
-    def __new__(cls, failure):
-        from spawner.providers import HostProvider
+    class Provider(MachineProvider):
+        name = "broken"
+        released = 0
 
-        class Provider(HostProvider):
-            name = "broken"
-            released = 0
+        async def check(self, machine):
+            raise failure
 
-            async def check(self, state):
-                raise failure
+        async def acquire(self, request, machine, report, persist):
+            raise failure
 
-            async def acquire(self, ctx):
-                raise failure
+        def host_for(self, machine, *, trust_new_key=False):
+            return _NeverReached()
 
-            async def release(self, state):
-                type(self).released += 1
+        async def release(self, machine):
+            type(self).released += 1
 
-        return Provider()
+    return Provider()
 
 
 def _spawner_with(provider, **state):
+    from machines import Machine
     from spawner import OpenNebulaSpawner
     from spawner.state import ServerState
 
     sp = OpenNebulaSpawner(provider="local", poll_grace=0,
                            user=types.SimpleNamespace(name="ann", escaped_name="ann"))
-    sp.host_provider = provider
-    sp.server_state = ServerState(**state)
+    sp.machine_provider = provider
+    sp.server_state = ServerState(machine=Machine(host="10.0.0.5"), **state)
     return sp
 
 
 def test_a_bug_while_polling_keeps_the_server_and_logs_its_traceback(caplog):
-    provider = _BrokenProvider(TypeError("a programming error"))
-    sp = _spawner_with(provider, workdir="/w", server_port=8888, host="10.0.0.5")
+    provider = _broken_provider(TypeError("a programming error"))
+    sp = _spawner_with(provider, workdir="/w", server_port=8888)
     with caplog.at_level("ERROR"):
         assert asyncio.run(sp.poll()) is None  # still running, even with no grace at all
     assert provider.released == 0, "a bug must never release the user's machine"
@@ -313,8 +220,8 @@ def test_a_bug_while_polling_keeps_the_server_and_logs_its_traceback(caplog):
 
 
 def test_a_cloud_or_network_outage_past_the_grace_releases_the_machine():
-    provider = _BrokenProvider(ConnectionRefusedError("cloud down"))
-    sp = _spawner_with(provider, workdir="/w", server_port=8888, host="10.0.0.5")
+    provider = _broken_provider(ConnectionRefusedError("cloud down"))
+    sp = _spawner_with(provider, workdir="/w", server_port=8888)
     assert asyncio.run(sp.poll()) == 0
     assert provider.released == 1
 
@@ -322,7 +229,7 @@ def test_a_cloud_or_network_outage_past_the_grace_releases_the_machine():
 def test_a_bug_while_starting_is_logged_with_its_traceback(caplog):
     from spawner.spawner import UserFacingSpawnError
 
-    provider = _BrokenProvider(KeyError("oops"))
+    provider = _broken_provider(KeyError("oops"))
     sp = _spawner_with(provider)
     with caplog.at_level("ERROR"), pytest.raises(UserFacingSpawnError) as e:
         asyncio.run(sp.start())

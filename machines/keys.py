@@ -1,7 +1,7 @@
-"""SSH key material: per-spawn key pairs, and the per-user pairs used on users' own resources.
+"""SSH key material: per-acquisition key pairs, and the per-user pairs used on users' own machines.
 
-Private halves are sealed with the hub's crypt key (:mod:`spawner.secretbox`) wherever they are
-stored: in the spawner state (per-spawn keys) and in the per-user key files.
+Private halves are sealed with the hub's crypt key (:mod:`machines.secretbox`) wherever they are
+stored: in machine records (per-acquisition keys) and in the per-user key files.
 """
 from __future__ import annotations
 

@@ -15,6 +15,8 @@ from typing import Any, Awaitable, Callable
 
 import asyncssh
 
+from .errors import BootstrapFailed
+
 EVENT = "NEBULAHUB-EVENT "
 RESULT = "NEBULAHUB-RESULT "
 
@@ -27,12 +29,8 @@ LOADER = (
 ProgressCallback = Callable[[dict], Awaitable[None] | None]
 
 
-class BootstrapFailed(Exception):
-    """The program ran but reported a failure; ``str()`` is meant for the user."""
-
-
 def program_text() -> bytes:
-    return (resources.files("spawner") / "remote" / "bootstrap.py").read_bytes()
+    return (resources.files("machines") / "remote" / "bootstrap.py").read_bytes()
 
 
 def remote_command(python: str) -> str:

@@ -17,12 +17,10 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import AccountError
+
 # Debian's useradd default NAME_REGEX, and the 32-character limit of utmp
 UNIX_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
-
-
-class AccountError(Exception):
-    """An account cannot be found, made or used; ``str()`` is a sentence for the user or admin."""
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,9 @@ import os
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
+from .errors import SecretError
+
 CRYPT_KEY_ENV = "JUPYTERHUB_CRYPT_KEY"
-
-
-class SecretBoxError(Exception):
-    """A sealed secret cannot be opened (wrong or rotated-away key, damaged token)."""
 
 
 def _decode_key(text: str) -> bytes:
@@ -77,6 +75,6 @@ class SecretBox:
         try:
             return self._fernet.decrypt(token.encode()).decode()
         except InvalidToken:
-            raise SecretBoxError(
+            raise SecretError(
                 "A stored key cannot be decrypted: the hub's crypt key changed "
                 f"(${CRYPT_KEY_ENV} or the crypt key file).") from None

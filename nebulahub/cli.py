@@ -6,22 +6,18 @@ import asyncio
 import logging
 import os
 import sys
-from pathlib import Path
 
-
-def load_config(path: str):
-    """The hub's config file, evaluated as JupyterHub would (it may exit with its own message)."""
-    from traitlets.config.loader import PyFileConfigLoader
-
-    p = Path(path).resolve()
-    return PyFileConfigLoader(p.name, str(p.parent)).load_config()
+from .config import load_config, machine_provider
 
 
 def cmd_reconcile(args) -> int:
-    from .providers.opennebula import OpenNebulaProvider
-    from .reconcile import hub_references, reconcile, sweep_forever
+    from functools import partial
 
-    provider = OpenNebulaProvider(config=load_config(args.config))
+    from machines import OwnerKind
+    from machines.reconcile import reconcile, sweep_forever
+    from spawner.reconcile import hub_references
+
+    provider = machine_provider("opennebula", load_config(args.config))
     token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
     if not token:
         print("nebulahub reconcile: set JUPYTERHUB_API_TOKEN (a hub token with scopes "
@@ -29,15 +25,19 @@ def cmd_reconcile(args) -> int:
         return 2
     api_url = os.environ.get("JUPYTERHUB_API_URL", args.hub_api_url)
 
+    # the hub is the source of truth for servers; job workers and Dask workers are left to
+    # their own services' sweeps
+    sources = {OwnerKind.SERVER.value: partial(hub_references, api_url, token)}
+
     async def once():
-        refs = await hub_references(api_url, token)
-        orphans = await reconcile(provider.client, provider.hub_id, refs, dry_run=args.dry_run)
+        orphans = await reconcile(provider.client, provider.hub_id, sources,
+                                  dry_run=args.dry_run)
         verb = "would terminate" if args.dry_run else "terminated"
         print(f"{len(orphans)} orphan VM(s) {verb}: {', '.join(str(v.id) for v in orphans) or '-'}")
         return 0
 
     if args.every:
-        asyncio.run(sweep_forever(provider.client, provider.hub_id, api_url, token, args.every))
+        asyncio.run(sweep_forever(provider.client, provider.hub_id, sources, args.every))
         return 0
     return asyncio.run(once())
 
@@ -50,10 +50,10 @@ def cmd_demo(args) -> int:
 
 def cmd_accounts(args) -> int:
     """The Unix accounts the hub created for the local provider: list, or remove exactly those."""
-    from .localusers import created_accounts, remove_created
-    from .providers.local import LocalProvider
+    from machines.localusers import created_accounts, remove_created
 
-    registry = os.path.abspath(LocalProvider(config=load_config(args.config)).accounts_registry)
+    registry = os.path.abspath(machine_provider("local", load_config(args.config))
+                               .accounts_registry)
     if args.action == "list":
         for name in created_accounts(registry):
             print(name)
@@ -65,10 +65,10 @@ def cmd_accounts(args) -> int:
 
 def cmd_hostkeys(args) -> int:
     """SSH host keys pinned across spawns: list them, or forget one to accept a new key."""
-    from .hostkeys import HUB_SCOPE, HostKeyStore, user_scope
-    from .spawner import OpenNebulaSpawner
+    from machines import MachineAccess
+    from machines.hostkeys import HUB_SCOPE, user_scope
 
-    store = HostKeyStore(OpenNebulaSpawner(config=load_config(args.config)).host_key_dir)
+    store = MachineAccess(config=load_config(args.config)).host_keys
     if args.action == "list":
         for scope, keys in store.scopes().items():
             for key_id, line in sorted(keys.items()):
@@ -87,7 +87,7 @@ def cmd_hostkeys(args) -> int:
 
 
 def cmd_server_env(args) -> int:
-    from .serverenv import ensure_server_env
+    from machines.serverenv import ensure_server_env
 
     print(ensure_server_env(args.path))
     return 0

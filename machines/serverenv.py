@@ -21,7 +21,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 SYSTEM_PYTHON = "/usr/bin/python3"
 DEFAULT_PATH = "/var/lib/nebulahub/server-env"
 STAMP = ".nebulahub-server-env.json"
-PACKAGES = ("spawner", "opennebula", "panel_apps", "jobforms")
+PACKAGES = ("machines", "spawner", "opennebula", "panel_apps", "jobforms", "nebulahub")
 
 
 def _digest(paths) -> str:
@@ -84,5 +84,5 @@ def ensure_server_env(path: str = DEFAULT_PATH, *, python: str = SYSTEM_PYTHON,
     return str(env)
 
 
-if __name__ == "__main__":  # python -m spawner.serverenv [PATH]
+if __name__ == "__main__":  # python -m machines.serverenv [PATH]
     print(ensure_server_env(sys.argv[1] if len(sys.argv) > 1 else DEFAULT_PATH))

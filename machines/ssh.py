@@ -1,7 +1,8 @@
 """SSH connections to hosts, optionally through a ProxyJump bastion, with pinned host keys.
 
-Host keys are trust-on-first-use per server: the first contact records the key (in the spawner
-state), every later connection is strict. A changed key is refused with a clear message; nothing
+Host keys are trust-on-first-use: the first contact records the key (in the pins the caller
+keeps: the machine record, and the trust store for machines that outlive one use), every later
+connection is strict. A changed key is refused with a clear message; nothing
 here ever disables checking after the first contact. An admin may pin keys up front with a
 known_hosts file, which is then strict from the very first connection.
 """
@@ -14,19 +15,9 @@ from dataclasses import dataclass, field
 
 import asyncssh
 
+from .errors import HostKeyChanged, HostUnreachable
+
 log = logging.getLogger(__name__)
-
-
-class HostKeyChanged(Exception):
-    """The host presented a key other than the pinned one; ``target`` is the hop that did."""
-
-    def __init__(self, message: str, target: "SshTarget"):
-        super().__init__(message)
-        self.target = target
-
-
-class SshUnreachable(Exception):
-    """The host did not accept an SSH login within the time allowed."""
 
 
 @dataclass
@@ -133,7 +124,7 @@ async def wait_for_ssh(
         except (OSError, asyncssh.Error, asyncio.TimeoutError) as e:
             last = e
         await asyncio.sleep(min(1.0, max(deadline - time.monotonic(), 0)))
-    raise SshUnreachable(
+    raise HostUnreachable(
         f"The machine {target.host} did not accept an SSH login within {deadline_seconds:.0f} s "
         f"(last error: {describe(last)})."
     )

@@ -12,20 +12,14 @@ import asyncio
 import ipaddress
 import socket
 
+from .errors import HostRefused
+
 # Refused whatever the admin allows: the hub's own machine and addresses that are never a user's
 # SSH server (loopback, "this host", link-local with the cloud metadata services, multicast).
 ALWAYS_DENIED = [ipaddress.ip_network(n) for n in (
     "127.0.0.0/8", "::1/128", "0.0.0.0/8", "::/128", "169.254.0.0/16", "fe80::/10",
     "224.0.0.0/4", "ff00::/8", "255.255.255.255/32", "fd00:ec2::254/128", "100.100.100.200/32",
 )]
-
-
-class HostRefused(ValueError):
-    """A user-named host is not allowed; ``str()`` names the field and says why."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
 
 
 def hub_addresses() -> set:

@@ -33,20 +33,19 @@ def _seed_home(home: Path) -> None:
 
 def _prepare_users(cfg) -> None:
     """Accounts (as root), homes with demo data, and the servers' environment."""
-    from .localusers import AccountError
-    from .providers.local import LocalProvider
+    from machines.errors import AccountError
+    from machines.localusers import prepare_home
+    from machines.serverenv import ensure_server_env
 
-    provider = LocalProvider(config=cfg)
+    from .config import machine_provider
+
+    provider = machine_provider("local", cfg)
     if provider.switches_accounts:
-        from .serverenv import ensure_server_env
-
         ensure_server_env(cfg.OpenNebulaSpawner.python_env)
     for user in DEMO_USERS:
         home = Path(provider.home_for(user))
         _seed_home(home)
         try:
-            from .localusers import prepare_home
-
             prepare_home(provider.account_for(user), str(home))
         except AccountError as e:
             sys.exit(f"nebulahub demo: {e}")
@@ -65,7 +64,7 @@ def _stop_proxy(pid_file: str) -> None:
 
 
 def run_demo(config: str | None = None) -> int:
-    from .cli import load_config
+    from .config import load_config
 
     config_path = Path(config or PROJECT / "jupyterhub_config.py").resolve()
     os.chdir(config_path.parent)
@@ -88,15 +87,14 @@ def run_demo(config: str | None = None) -> int:
         flush=True,
     )
     jupyterhub = shutil.which("jupyterhub", path=os.path.dirname(sys.executable)) or "jupyterhub"
-    hub = subprocess.Popen([jupyterhub, "-f", str(config_path)])
+    # the hub in a session of its own: each signal reaches it once, passed on from here
+    hub = subprocess.Popen([jupyterhub, "-f", str(config_path)], start_new_session=True)
 
     def forward(signum, frame):
         if hub.poll() is None:
             hub.send_signal(signum)
 
-    # Ctrl-C reaches the hub directly (same process group); other signals are passed on
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, forward)
     try:
         code = hub.wait()

@@ -1,0 +1,61 @@
+"""The hub's own machine as a host: the bootstrap runs as a local process, as the account the
+workload belongs to; ports need no forwarding."""
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+
+from ..bootstrap import BootstrapRunner
+from ..errors import AccountError
+from .base import Host
+
+# What a workload inherits from the hub's environment (nothing secret).
+ENV_KEEP = ("PATH", "LANG", "LC_ALL", "TZ")
+
+
+class LocalHost(Host):
+    """A local account (``username``; the hub's own when it is not root) in ``home``, running
+    the bootstrap program with ``python``."""
+
+    def __init__(self, username: str, home: str, python: str):
+        self.username, self.home, self.python = username, home, python
+
+    async def open(self, *, wait: float, report=None) -> None:
+        return None
+
+    def _process(self) -> dict:
+        env = {k: os.environ[k] for k in ENV_KEEP if k in os.environ}
+        env["HOME"] = self.home  # the user's files, not the hub's
+        process = {"python": self.python, "env": env,
+                   "cwd": self.home if os.path.isdir(self.home) else "/"}
+        if os.geteuid() == 0:
+            try:
+                pw = pwd.getpwnam(self.username)
+            except KeyError:
+                raise AccountError(f"The Unix account {self.username!r} no longer exists.") \
+                    from None
+            if pw.pw_uid == 0:
+                raise AccountError("NebulaHub never runs a server as root.")
+            env.update(USER=pw.pw_name, LOGNAME=pw.pw_name, SHELL=pw.pw_shell or "/bin/sh")
+            process.update(user=pw.pw_uid, group=pw.pw_gid)
+        return process
+
+    async def bootstrap(self, request: dict, on_event=None) -> dict:
+        return await BootstrapRunner(on_event=on_event).run_local(request=request,
+                                                                   **self._process())
+
+    async def forward_to_machine(self, port: int, local_port: int = 0) -> int:
+        return port
+
+    async def forward_to_hub(self, host: str, port: int, remote_port: int = 0
+                             ) -> tuple[str, int]:
+        return host, port
+
+    async def port_open(self, port: int) -> bool:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
+        except (OSError, asyncio.TimeoutError):
+            return False
+        writer.close()
+        return True

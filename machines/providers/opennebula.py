@@ -1,0 +1,300 @@
+"""``opennebula`` provider: one OpenNebula VM per acquisition, created with pyone over XML-RPC."""
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import time
+
+from traitlets import Dict, Float, Integer, Unicode
+
+from opennebula import (
+    TAG_HUB_ID,
+    TAG_OWNER_ID,
+    TAG_OWNER_KIND,
+    TAG_SERVER,
+    TAG_START_ID,
+    TAG_USER,
+    CloudUnavailableError,
+    NotFoundError,
+    OpenNebulaClient,
+    OpenNebulaError,
+    QuotaExceededError,
+    VmPhase,
+)
+
+from ..cloudwatch import VmPoolWatch
+from ..errors import (CapacityError, CloudUnavailable, ConfigError, MachineError, MachineFailed,
+                      MachineTimeout)
+from ..keys import new_spawn_key
+from ..record import Machine
+from ..request import MachineRequest, OwnerKind
+from .base import MachineStatus
+from .remote import RemoteProvider
+
+# one client (and thread pool) and one VM-pool view per endpoint, account and hub, hub-wide
+_CLIENTS: dict[tuple, OpenNebulaClient] = {}
+_WATCHES: dict[tuple, VmPoolWatch] = {}
+_LOG = [logging.getLogger(__name__)]  # the log of whoever made the clients (the hub's)
+
+PHASE_PROGRESS = {
+    VmPhase.PENDING: (10, "Waiting for the cloud to place your VM (pending)"),
+    VmPhase.HOLD: (10, "Your VM is on hold in the cloud"),
+    VmPhase.PROLOG: (20, "Copying the VM image (prolog)"),
+    VmPhase.BOOT: (30, "Your VM is booting"),
+    VmPhase.RUNNING: (40, "Your VM is running"),
+}
+
+
+def cloud_error(e: OpenNebulaError, doing: str) -> MachineError:
+    """The cloud's error as a machine-layer error saying whether waiting may help."""
+    if isinstance(e, CloudUnavailableError):
+        return CloudUnavailable(f"The cloud did not answer while {doing}: {e}")
+    if isinstance(e, QuotaExceededError):
+        return CapacityError(f"The cloud refused {doing}: {e}")
+    return MachineError(f"The cloud refused {doing}: {e}", reason="cloud")
+
+
+class OpenNebulaProvider(RemoteProvider):
+    """Creates a VM from a template, waits until it runs, terminates it on release."""
+
+    name = "opennebula"
+
+    endpoint = Unicode(
+        "http://localhost:2633/RPC2",
+        help="OpenNebula XML-RPC endpoint (http:// or https://).",
+    ).tag(config=True)
+
+    auth_file = Unicode(
+        "",
+        help="""File holding the hub's OpenNebula credentials as ``user:password`` (like
+        ~/.one/one_auth). Read at start; never logged. Used when ``auth_env`` is not set.""",
+    ).tag(config=True)
+
+    auth_env = Unicode(
+        "NEBULAHUB_ONE_AUTH",
+        help="Environment variable holding ``user:password``; takes precedence over auth_file.",
+    ).tag(config=True)
+
+    template_id = Integer(
+        -1,
+        help="Default VM template id, used by sizes (profiles) that name none.",
+    ).tag(config=True)
+
+    hub_id = Unicode(
+        "nebulahub",
+        help="""Tag written to every VM this hub creates (USER_TEMPLATE NEBULAHUB_HUB_ID). Orphan
+        reconciliation only ever terminates VMs with this tag: give each hub sharing an OpenNebula
+        account its own id.""",
+    ).tag(config=True)
+
+    vm_name_template = Unicode(
+        "nebulahub-{username}-{servername}-{start_id}",
+        help="""Name of created VMs; {username}, {servername} (the owner within its kind, e.g.
+        the server name or job id), {kind} and {start_id} are replaced.""",
+    ).tag(config=True)
+
+    context = Dict(
+        {"NETWORK": "YES"},
+        help="""Extra CONTEXT attributes for every VM (never secrets: the context is readable by
+        anyone who can read the VM). SSH_PUBLIC_KEY and USERNAME are set by the hub.""",
+    ).tag(config=True)
+
+    ready_timeout = Float(
+        300,
+        help="Seconds a VM may take from creation to RUNNING before the request fails.",
+    ).tag(config=True)
+
+    poll_interval = Float(1.0, help="Seconds between VM state checks while starting.").tag(
+        config=True
+    )
+
+    pool_max_age = Float(
+        5.0,
+        help="""Seconds a view of all this hub's VMs (one vmpool query) may be reused by checks
+        of running machines: one query serves every server's poll.""",
+    ).tag(config=True)
+
+    api_timeout = Float(30, help="Seconds one OpenNebula API call may take.").tag(config=True)
+
+    ssh_user = Unicode(
+        "jovyan",
+        help="""Login user on the VMs. Sent as USERNAME in the context so OpenNebula's
+        contextualization creates it and installs the per-acquisition SSH key for it.""",
+    ).tag(config=True)
+
+    @property
+    def _key(self) -> tuple:
+        return (self.endpoint, self.auth_env, self.auth_file, self.api_timeout)
+
+    @property
+    def client(self) -> OpenNebulaClient:
+        # credentials are read once per client, not on every call
+        if self._key not in _CLIENTS:
+            _LOG[0] = self.log
+            _CLIENTS[self._key] = OpenNebulaClient(self.endpoint, self._session(),
+                                                   timeout=self.api_timeout)
+        return _CLIENTS[self._key]
+
+    @property
+    def pool(self) -> VmPoolWatch:
+        key = (*self._key, self.hub_id)
+        if key not in _WATCHES:
+            _WATCHES[key] = VmPoolWatch(self.client, self.hub_id, self.pool_max_age)
+        return _WATCHES[key]
+
+    def _session(self) -> str:
+        value = os.environ.get(self.auth_env, "") if self.auth_env else ""
+        if not value and self.auth_file:
+            try:
+                with open(os.path.expanduser(self.auth_file)) as f:
+                    value = f.read().strip()
+            except OSError as e:
+                raise ConfigError(
+                    f"The hub cannot read its OpenNebula credentials file ({e.strerror}).",
+                    reason="cloud-config") from None
+        if ":" not in value:
+            raise ConfigError(
+                "The hub has no OpenNebula credentials: the admin must set "
+                f"${self.auth_env} or OpenNebulaProvider.auth_file to user:password.",
+                reason="cloud-config")
+        return value
+
+    async def check_request(self, request: MachineRequest) -> None:
+        try:
+            quota = await self.client.quota()
+        except OpenNebulaError as e:
+            raise cloud_error(e, "reading your quota") from None
+        size = request.size
+        problems = quota.check(cpu=size.cpu, memory_mb=size.memory_mb, vms=1)
+        if problems:
+            raise CapacityError(
+                f"The profile '{size.label or 'requested'}' does not fit in the cloud quota: "
+                + "; ".join(problems) + ". Stop another server or pick a smaller profile.")
+
+    async def form_info(self, user: str) -> dict[str, str]:
+        try:
+            q = await self.client.quota()
+        except OpenNebulaError as e:
+            return {"Cloud quota": f"unavailable ({e})"}
+
+        def fmt(u, unit=""):
+            if u.limit is None:
+                return f"{u.used:g}{unit} used, no limit"
+            return f"{u.used:g}{unit} used of {u.limit:g}{unit}, {u.free:g}{unit} free"
+
+        return {"VMs": fmt(q.vms), "CPU": fmt(q.cpu), "Memory": fmt(q.memory_mb, " MB")}
+
+    async def acquire(self, request: MachineRequest, machine: Machine, report, persist) -> None:
+        size = request.size
+        template_id = size.template_id if size.template_id is not None else self.template_id
+        if template_id is None or template_id < 0:
+            raise ConfigError("No VM template is configured for this profile (ask your admin).",
+                              reason="cloud-config")
+        await self.check_request(request)
+        private_key, public_key = new_spawn_key()
+        machine.sealed_private_key = self.access.secret_box.seal(private_key)
+        owner = request.owner_id.split("/", 1)[-1] if request.owner_kind is OwnerKind.SERVER \
+            else request.owner_id
+        name = self.vm_name_template.format(username=request.user, servername=owner or "default",
+                                            kind=request.owner_kind.value,
+                                            start_id=request.start_id)
+        context = dict(self.context, SSH_PUBLIC_KEY=public_key, USERNAME=self.ssh_user)
+        tags = {TAG_HUB_ID: self.hub_id, TAG_USER: request.user,
+                TAG_SERVER: owner if request.owner_kind is OwnerKind.SERVER else "",
+                TAG_START_ID: request.start_id, TAG_OWNER_KIND: request.owner_kind.value,
+                TAG_OWNER_ID: request.owner_id}
+        report(5, f"Asking the cloud for a VM ({size.label or 'default size'})")
+        try:
+            machine.vm_id = await self.client.instantiate(
+                name=name, template_id=template_id, cpu=size.cpu, vcpu=size.vcpu,
+                memory_mb=size.memory_mb, context=context, tags=tags,
+            )
+        except OpenNebulaError as e:
+            raise cloud_error(e, "to create your VM") from None
+        except ValueError as e:  # a secret-looking context attribute: never sent
+            raise ConfigError(f"The hub's VM settings are refused: {e}",
+                              reason="cloud-config") from None
+        machine.username = self.ssh_user
+        machine.jump = self.access.bastion(self.ssh_user)
+        await persist()
+        await self._wait_running(machine, report, persist)
+
+    async def _wait_running(self, machine: Machine, report, persist) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        last_phase = None
+        while True:
+            try:
+                info = await self.client.vm_info(machine.vm_id)
+            except CloudUnavailableError:
+                info = None  # transient: keep waiting within the deadline
+            except OpenNebulaError as e:
+                raise MachineFailed(f"The cloud lost track of your VM: {e}") from None
+            if info is not None:
+                if info.phase != last_phase and info.phase in PHASE_PROGRESS:
+                    report(*PHASE_PROGRESS[info.phase])
+                    last_phase = info.phase
+                if info.phase == VmPhase.RUNNING and info.ip:
+                    machine.host = info.ip
+                    await persist()
+                    return
+                if info.phase in (VmPhase.FAILED, VmPhase.DONE, VmPhase.STOPPED,
+                                  VmPhase.STOPPING):
+                    reason = info.failure or f"the VM ended up {info.phase.value}"
+                    raise MachineFailed(f"Your VM could not start: {reason}.")
+            if time.monotonic() > deadline:
+                raise MachineTimeout(
+                    f"Your VM was not running after {self.ready_timeout:.0f} s "
+                    f"(last state: {last_phase.value if last_phase else 'unknown'}).")
+            await asyncio.sleep(self.poll_interval)
+
+    async def release(self, machine: Machine) -> None:
+        if machine.vm_id is None:
+            return
+        try:
+            await self.client.terminate(machine.vm_id)
+        except NotFoundError:
+            pass
+        except OpenNebulaError as e:
+            raise cloud_error(e, f"to terminate VM {machine.vm_id}") from None
+        self.log.info("Terminated VM %s", machine.vm_id)
+
+    async def check(self, machine: Machine) -> MachineStatus:
+        if machine.vm_id is None:
+            return MachineStatus.GONE
+        try:
+            _, vms = await self.pool.snapshot()
+            info = vms.get(machine.vm_id)
+            if info is None:  # not in the hub's live VMs: ask once about this one
+                info = await self.client.vm_info(machine.vm_id)
+        except NotFoundError:
+            return MachineStatus.GONE
+        except OpenNebulaError:
+            return MachineStatus.UNKNOWN
+        if info.phase == VmPhase.RUNNING:
+            return MachineStatus.RUNNING
+        if info.phase in (VmPhase.DONE, VmPhase.FAILED, VmPhase.STOPPED):
+            return MachineStatus.GONE
+        return MachineStatus.UNKNOWN
+
+    async def close(self) -> None:
+        await close_clients()
+
+
+async def close_clients() -> None:
+    """Close every OpenNebula client of this process (hub shutdown)."""
+    close_clients_now()
+
+
+def close_clients_now() -> None:
+    clients = list(_CLIENTS.values())
+    _CLIENTS.clear()
+    _WATCHES.clear()
+    for c in clients:
+        c.shutdown()
+    if clients:
+        _LOG[0].info("Closed %d OpenNebula client(s)", len(clients))
+
+
+atexit.register(close_clients_now)  # the hub's shutdown: no spawner hook exists for it

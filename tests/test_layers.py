@@ -1,0 +1,133 @@
+"""The product's layers: dependencies point one way, no import cycles, every setting documented.
+
+JupyterHub adapter (``spawner``) and the command line (``nebulahub``) -> machine layer
+(``machines``) -> cloud client (``opennebula``); the plotting app (``panel_apps``) stands alone.
+"""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROJECT = Path(__file__).resolve().parent.parent
+PACKAGES = ("machines", "spawner", "opennebula", "panel_apps", "jobforms", "nebulahub")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(PROJECT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def product_modules() -> dict[str, Path]:
+    mods = {}
+    for pkg in PACKAGES:
+        for path in (PROJECT / pkg).rglob("*.py"):
+            if "remote" in path.parts:  # programs sent to machines, not imported
+                continue
+            mods[module_name(path)] = path
+    return mods
+
+
+def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
+    """Product modules ``name`` imports anywhere in its file (top level, functions, and
+    TYPE_CHECKING blocks alike: a cycle through a type hint is still a cycle of design)."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        targets = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            targets = [base] + [f"{base}.{a.name}" for a in node.names]
+        for t in targets:
+            while t and t not in known:
+                t = t.rpartition(".")[0]
+            if t and t != name:
+                found.add(t)
+    return found
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    mods = product_modules()
+    return {name: imports_of(name, path, set(mods)) for name, path in mods.items()}
+
+
+def test_no_import_cycles_anywhere_in_the_product(graph):
+    """Tarjan's strongly connected components: any component of two or more is a cycle."""
+    index, low, stack, on_stack, cycles, counter = {}, {}, [], set(), [], [0]
+
+    def visit(v):
+        index[v] = low[v] = counter[0]
+        counter[0] += 1
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    sys.setrecursionlimit(10_000)
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    # a package's __init__ re-exporting its submodules is not a cycle of design
+    cycles = [c for c in cycles
+              if not all(m == c[0] or m.startswith(c[0] + ".") for m in c)]
+    assert cycles == [], f"import cycles: {cycles}"
+
+
+@pytest.mark.parametrize("layer, forbidden", [
+    ("machines", ("spawner", "nebulahub", "panel_apps", "jobforms", "jupyterhub")),
+    ("opennebula", ("machines", "spawner", "nebulahub", "panel_apps", "jobforms", "jupyterhub")),
+    ("panel_apps", ("machines", "spawner", "nebulahub", "opennebula", "jupyterhub")),
+    ("spawner", ("nebulahub", "panel_apps")),
+])
+def test_dependencies_point_one_way(layer, forbidden):
+    mods = product_modules()
+    bad = []
+    for name, path in mods.items():
+        if name.split(".")[0] != layer:
+            continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            roots = []
+            if isinstance(node, ast.Import):
+                roots = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                roots = [node.module.split(".")[0]]
+            bad += [f"{name} imports {r}" for r in roots if r in forbidden]
+    assert bad == []
+
+
+def test_every_provider_and_machine_setting_shows_in_jupyterhub_help_all():
+    out = subprocess.run([sys.executable, "-m", "jupyterhub", "--help-all"],
+                         capture_output=True, text=True, timeout=120, cwd="/").stdout
+    for setting in ("--OpenNebulaSpawner.provider", "--OpenNebulaProvider.endpoint",
+                    "--OpenNebulaProvider.pool_max_age", "--SshProvider.username_template",
+                    "--SshProvider.user_host_allow", "--LocalProvider.system_user_prefix",
+                    "--MachineAccess.jump_host", "--MachineAccess.host_key_dir",
+                    "--MachineAccess.crypt_key_file"):
+        assert setting in out, setting

@@ -7,14 +7,24 @@ from __future__ import annotations
 
 import html
 import re
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from tornado import web
 
 from machines import JumpHost
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .spawner import OpenNebulaSpawner
+from .profiles import VmProfile
+
+
+class FormOwner(Protocol):
+    """What the form needs from the spawner (a protocol, so the two modules do not import each
+    other)."""
+
+    user: Any
+    user_options: dict
+    machine_provider: Any
+
+    def profile_list(self) -> list[VmProfile]: ...
 
 # fullmatch, never match + "$" (which accepts a trailing newline)
 HOST_RE = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?")
@@ -35,7 +45,7 @@ def options_from_form(formdata: dict) -> dict:
     return {k: v[0].strip() for k, v in formdata.items() if v and v[0].strip()}
 
 
-def validate_options(options: dict, spawner: "OpenNebulaSpawner") -> dict:
+def validate_options(options: dict, spawner: FormOwner) -> dict:
     """Normalise and check user_options; raise HTTP 400 naming the field."""
     if not isinstance(options, dict):
         raise bad_field("user_options", "must be an object")
@@ -107,7 +117,7 @@ def check_literal_addresses(options: dict, provider) -> None:
         provider.literal_address_checked(options["resource_host"], "resource_host")
 
 
-async def render_form(spawner: "OpenNebulaSpawner") -> str:
+async def render_form(spawner: FormOwner) -> str:
     """HTML for the spawn page: profile cards, the user's quota, own-resource fields."""
     esc = html.escape
     profiles = spawner.profile_list()

@@ -15,39 +15,10 @@ VENV_PYTHON = str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "pytho
 def blocking_dir(path: str, user: str) -> str | None:
     """The first directory on ``path`` that ``user`` cannot traverse (None if all are fine).
 
-    Mode bits only (no ACLs), which is what this machine uses.
-    """
-    import grp
-    import pwd
+    Mode bits only (no ACLs), which is what this machine uses; the product's own check."""
+    from machines.localusers import lookup, path_blocker
 
-    pw = pwd.getpwnam(user)
-    groups = {g.gr_gid for g in grp.getgrall() if user in g.gr_mem} | {pw.pw_gid}
-    p = Path(os.path.abspath(path))
-    parts = [Path("/")] + [Path(*p.parts[: i + 1]) for i in range(1, len(p.parts))]
-    for d in parts:
-        try:
-            st = os.stat(d)
-        except FileNotFoundError:
-            return None
-        if not stat.S_ISDIR(st.st_mode):
-            break
-        if st.st_uid == pw.pw_uid:
-            ok = st.st_mode & stat.S_IXUSR
-        elif st.st_gid in groups:
-            ok = st.st_mode & stat.S_IXGRP
-        else:
-            ok = st.st_mode & stat.S_IXOTH
-        if not ok:
-            return str(d)
-        # follow symlinks: check the real target's path as well
-        if d.is_symlink():
-            inner = blocking_dir(os.path.realpath(d), user)
-            if inner:
-                return inner
-    real = os.path.realpath(path)
-    if real != os.path.abspath(path):
-        return blocking_dir(real, user)
-    return None
+    return path_blocker(path, lookup(user))
 
 
 def check_state_dir(state_dir: Path) -> None:

@@ -70,8 +70,8 @@ def test_ssh_never_and_boot_delay(double):
 
 def test_pool_filters_by_owner_state_and_range(double):
     alice, bob, admin = one(double), one(double, "bob:pw2"), one(double, "oneadmin:admin")
-    a1 = alice.template.instantiate(0, "a1", False, "", False)
-    a2 = alice.template.instantiate(0, "a2", True, "", False)  # held
+    a1 = alice.template.instantiate(0, "a1", True, "", False)  # held: terminate ends it at once
+    a2 = alice.template.instantiate(0, "a2", True, "", False)
     b1 = bob.template.instantiate(1, "b1", False, "", False)
     alice.vm.action("terminate-hard", a1)
 
@@ -109,7 +109,9 @@ def test_answers_have_oneds_shape(double):
 
 
 def test_missing_cpu_or_memory_is_refused(double):
-    with pytest.raises(pyone.OneException, match="No MEMORY in template"):
+    # VirtualMachine.cc 960-995, 1311: refused when the VM is inserted, as ALLOCATE
+    with pytest.raises(pyone.OneException, match=r"^\[one.vm.allocate\] Error allocating a new "
+                       r"virtual machine. MEMORY attribute must be a positive integer value.$"):
         one(double).vm.allocate('CPU = "1"', False)
 
 

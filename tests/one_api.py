@@ -4,7 +4,7 @@ the ``double.*`` control methods, and the ``one.template.*``, ``one.vm.*``, ``on
 
 Sources (OpenNebula/one, tag release-7.3.80, line numbers checked):
 ``src/rm/api/TemplateAPI.cc`` 315-470 (``instantiate_helper``: a non-empty extra template
-needs CREATE on TEMPLATE, lines 399-408; quota lines 420-436), 562-594 (``merge``: an extra
+needs CREATE on TEMPLATE, lines 395-420; quota lines 420-436), 562-594 (``merge``: an extra
 template that does not parse is INTERNAL); ``src/rm/api/SharedAPI.cc`` 87-91 (vm.allocate: a
 template that does not parse is INTERNAL); ``src/rm/api/VirtualMachineAPI.cc`` 250-365
 (``update``: type 0/1 else RPC_API, unparsable text ACTION), 727-858 (``action``), 3220-3309

@@ -7,7 +7,7 @@ Guest side, as the real images behave:
 * Networking: one-context (``context-linux``, ``net-90-service-network`` /
   ``loc-10-network``) configures interfaces only from the ``ETHx_*`` variables, which oned
   writes into CONTEXT only when ``NETWORK = "YES"`` (``src/vm/VirtualMachineContext.cc``
-  402-420 at release-7.3.80). cloud-init's OpenNebula datasource reads the same variables and
+  404-415 at release-7.3.80). cloud-init's OpenNebula datasource reads the same variables and
   otherwise falls back to DHCP, which the test network does not offer. So: without
   NETWORK=YES, or with an empty ``ETH0_IP`` (a NIC on an Ethernet-only address range), the
   guest's eth0 has no IPv4 address and nothing answers SSH at the NIC's IP.

@@ -7,7 +7,7 @@ numbers checked.
   enum does not know; its parser takes any integer). Names in refusals come from
   ``VirtualMachine::state_str`` (``src/vm/VirtualMachine.cc`` 614-624): the LCM name while
   ACTIVE, else the STATE name.
-* Terminate: ``DispatchManager::terminate`` (``src/dm/DispatchManagerActions.cc`` 297-385) and
+* Terminate: ``DispatchManager::terminate`` (``src/dm/DispatchManagerActions.cc`` 297-383) and
   ``LifeCycleManager::trigger_shutdown`` (``src/lcm/LifeCycleActions.cc`` 450-575):
   RUNNING/UNKNOWN (and SHUTDOWN when hard) -> SHUTDOWN -> (driver done,
   ``LifeCycleStates.cc`` 479-531) EPILOG -> (``LifeCycleStates.cc`` 920-1005) DONE;
@@ -72,7 +72,7 @@ EPILOG, SHUTDOWN, UNKNOWN, CLEANUP_DELETE = 11, 12, 16, 23
 BOOT_FAILURE, PROLOG_FAILURE, EPILOG_FAILURE = 36, 39, 40
 BACKUP, BACKUP_POWEROFF, RESTORE = 69, 70, 71
 
-# DispatchManagerActions.cc 343-356: terminate of these goes through trigger_delete.
+# DispatchManagerActions.cc 342-356: terminate of these goes through trigger_delete.
 _DELETE_ON_TERMINATE = {_LCM[n] for n in """BOOT_FAILURE BOOT_MIGRATE_FAILURE
     PROLOG_MIGRATE_FAILURE PROLOG_FAILURE EPILOG_FAILURE EPILOG_STOP_FAILURE
     EPILOG_UNDEPLOY_FAILURE PROLOG_MIGRATE_POWEROFF_FAILURE PROLOG_MIGRATE_SUSPEND_FAILURE
@@ -213,7 +213,7 @@ class VmLifecycle:
             entry = next((e for e in user.quota if e.covers(cluster_id)), None)
         else:
             entry = self._entry(user, "")
-            if entry is None:  # Quota.cc 163-188: a new global entry, every limit -1
+            if entry is None:  # Quota.cc 175-197: a new global entry, every limit -1
                 entry = QuotaEntry("", {})
                 user.quota.append(entry)
         if entry is None:
@@ -430,7 +430,6 @@ class VmLifecycle:
 
     def _force_state(self, vm: Vm, state: int, lcm_state: int, resume: bool) -> list[Effect]:
         effects: list[Effect] = []
-        was_stopped = vm.state in GUEST_STOPPED_STATES
         if vm.timer:
             vm.timer.cancel()
         if state == DONE:
@@ -441,9 +440,9 @@ class VmLifecycle:
             vm.cluster_id = self._cluster
         if state in GUEST_STOPPED_STATES and not vm.host_destroyed:
             effects.append(self._stopper(vm))
-        elif (state, lcm_state) == (ACTIVE, RUNNING) and not vm.host_destroyed:
-            if was_stopped or not getattr(vm.host, "sshd_running", False):
-                effects.append(self._sshd_starter(vm))
+        elif ((state, lcm_state) == (ACTIVE, RUNNING) and not vm.host_destroyed
+              and not getattr(vm.host, "sshd_running", False)):
+            effects.append(self._sshd_starter(vm))
         if resume:
             self._drive(vm)
         return effects

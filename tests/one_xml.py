@@ -219,7 +219,7 @@ _NET_CONTEXT = (("IP", "IP"), ("MAC", "MAC"), ("MASK", "NETWORK_MASK"),
 
 def network_context(context: dict[str, str], nics: list[dict[str, str]],
                     vnets: list[dict[str, str]]) -> dict[str, str]:
-    """``VirtualMachine::generate_network_context`` (VirtualMachineContext.cc 357-420):
+    """``VirtualMachine::generate_network_context`` (VirtualMachineContext.cc 357-397, 404-415):
     with ``NETWORK = "YES"`` every NIC adds ``ETH<NIC_ID>_<VAR>`` (empty when neither the NIC
     nor its network has the value); without it the CONTEXT is left as it is."""
     if str(context.get("NETWORK", "")).upper() != "YES":

@@ -59,7 +59,7 @@ def login(host, key, user: str):
 
 
 def test_without_network_yes_the_guest_has_no_address(double, net):
-    key, pub = client_keypair()
+    _, pub = client_keypair()
     vm, host = running_vm(double, f'SSH_PUBLIC_KEY = "{pub}", USERNAME = "{net.ssh_user}"')
     assert vm.TEMPLATE["NIC"]["IP"] == host.ip        # oned leased the address...
     assert "ETH0_IP" not in vm.TEMPLATE["CONTEXT"]    # ... but did not hand it to the guest

@@ -12,8 +12,9 @@ checked):
   (``include/Attribute.h`` 38) and values trimmed (``src/template/Template.cc`` 116-160, 495).
 * XML templates (the text starts with ``<``): ``Template::rebuild_attributes`` and
   ``single_xml_att``/``vector_xml_att`` (``src/template/Template.cc`` 518-650): an element with
-  one text/CDATA child is a single attribute, one with element children a vector, an empty one
-  is dropped. No backslash processing at all.
+  one text/CDATA child is a single attribute (an empty ``<![CDATA[]]>`` too: libxml2 makes a
+  node of it), one with element children a vector, an empty element is dropped. No backslash
+  processing at all.
 * Rendering: attributes live in a ``std::multimap`` (``include/Template.h`` 515), so
   ``Template::to_xml`` (``Template.cc`` 353-369) lists them by name; vector attributes keep
   their values in a ``std::map`` (sorted too); every value is CDATA.
@@ -23,7 +24,7 @@ checked):
 from __future__ import annotations
 
 import hashlib
-import xml.etree.ElementTree as ET
+from xml.parsers import expat
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -45,18 +46,41 @@ def parse_template(text: str) -> dict[str, Any]:
     text = text or ""
     if text.startswith("<"):
         try:
-            root = ET.fromstring(text)
-        except ET.ParseError:
+            root = _xml_tree(text)
+        except expat.ExpatError:
             raise TemplateSyntaxError("Parse error: XML Template malformed.") from None
         out: dict[str, Any] = {}
-        for child in root:
-            if len(child):
-                vector = {g.tag.upper(): (g.text or "").strip(_SPACE) for g in child}
-                _add(out, child.tag.upper(), vector)
-            elif child.text:
-                _add(out, child.tag.upper(), child.text.strip(_SPACE))
+        for name, texts, kids in root[2]:
+            if kids:  # vector_xml_att: children that hold text, the last of a name wins
+                vector = {k: "".join(t).strip(_SPACE) for k, t, _ in kids if t}
+                _add(out, name.upper(), {k.upper(): v for k, v in vector.items()})
+            elif texts:  # single_xml_att: one text or CDATA child, even an empty CDATA
+                _add(out, name.upper(), "".join(texts).strip(_SPACE))
         return out
     return _parse_text(text)
+
+
+def _xml_tree(text: str):
+    """(tag, text pieces, children) per element, as libxml2 sees them: an empty CDATA section
+    counts as a text child (ElementTree cannot tell it from no child at all)."""
+    stack: list[tuple[str, list[str], list]] = [("", [], [])]
+    parser = expat.ParserCreate()
+
+    def start(tag, _attrs):
+        stack.append((tag, [], []))
+
+    def end(_tag):
+        node = stack.pop()
+        stack[-1][2].append(node)
+
+    def chars(data):
+        stack[-1][1].append(data)
+
+    parser.StartElementHandler, parser.EndElementHandler = start, end
+    parser.CharacterDataHandler = chars
+    parser.StartCdataSectionHandler = lambda: stack[-1][1].append("")
+    parser.Parse(text, True)
+    return stack[0][2][0]
 
 
 def _blank(c: str) -> bool:

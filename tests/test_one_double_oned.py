@@ -306,6 +306,10 @@ def test_update_keeps_backslashes_and_unescapes_only_quotes(double):
     alice.vm.update(vm_id, '<TEMPLATE><T_XML><![CDATA[a\\b "q"]]></T_XML></TEMPLATE>', 1)
     tags = alice.vm.info(vm_id).USER_TEMPLATE
     assert tags["T_XML"] == 'a\\b "q"' and tags["T_BS"] == "a\\\\b"  # XML: as sent; append
+    # libxml2: an empty CDATA is a text child (kept, empty), an empty element is dropped
+    alice.vm.update(vm_id, "<TEMPLATE><T_E><![CDATA[]]></T_E><T_NONE></T_NONE></TEMPLATE>", 1)
+    tags = alice.vm.info(vm_id).USER_TEMPLATE
+    assert "T_E" in tags and tags["T_E"] is None and "T_NONE" not in tags
     alice.vm.update(vm_id, 'ONLY = "this"', 0)
     assert alice.vm.info(vm_id).USER_TEMPLATE == {"ONLY": "this"}
     with pytest.raises(pyone.OneActionException, match="Parse error"):

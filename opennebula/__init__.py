@@ -8,8 +8,9 @@
     await client.terminate(vm_id)
 """
 from .client import OpenNebulaClient
-from .errors import (AuthenticationError, AuthorizationError, CloudUnavailableError, NotFoundError,
-                     OpenNebulaError, QuotaExceededError)
+from .errors import (AllocationError, AuthenticationError, AuthorizationError,
+                     CloudUnavailableError, LockedError, NotFoundError, OpenNebulaError,
+                     QuotaExceededError, VmBusyError)
 from .models import (HUB_TAGS, TAG_HUB_ID, TAG_OWNER_ID, TAG_OWNER_KIND, TAG_PREFIX, TAG_SERVER,
                      TAG_START_ID, TAG_USER, Quota, QuotaUsage, VmInfo)
 from .states import VmPhase, failure_reason, phase_for
@@ -17,7 +18,8 @@ from .states import VmPhase, failure_reason, phase_for
 __all__ = [
     "OpenNebulaClient", "VmInfo", "VmPhase", "Quota", "QuotaUsage",
     "OpenNebulaError", "AuthenticationError", "AuthorizationError", "NotFoundError",
-    "QuotaExceededError", "CloudUnavailableError",
+    "QuotaExceededError", "CloudUnavailableError", "VmBusyError", "LockedError",
+    "AllocationError",
     "TAG_PREFIX", "TAG_HUB_ID", "TAG_USER", "TAG_SERVER", "TAG_START_ID", "TAG_OWNER_KIND",
     "TAG_OWNER_ID", "HUB_TAGS",
     "phase_for", "failure_reason",

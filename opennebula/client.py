@@ -18,18 +18,17 @@ import requests
 from pyone.server_xrpc import RequestsTransport
 
 from . import parsing
-from .errors import (CloudUnavailableError, NotFoundError, OpenNebulaError, public_endpoint,
-                     translate)
+from .errors import (CloudUnavailableError, NotFoundError, OpenNebulaError, VmBusyError,
+                     public_endpoint, translate)
 from .models import TAG_HUB_ID, Quota, VmInfo
 from .states import VmPhase
-from .templates import as_xml_document, check_context, check_tags, sizing, tag_update_text
+from .templates import as_xml_document, check_context, check_tags, sizing
 
 log = logging.getLogger(__name__)
 
 _ALL_VISIBLE = -2      # vmpool filter: every VM the user may see
 _MINE = -3             # vmpool filter: the user's own VMs
 _NOT_DONE = -1         # vmpool state filter: any state except DONE
-_RECOVER_DELETE = 3    # one.vm.recover operation "delete"
 
 
 class _TimedTransport(RequestsTransport):
@@ -199,37 +198,37 @@ class OpenNebulaClient:
         return parsing.vm_info(vm)
 
     async def terminate(self, vm_id: int) -> None:
-        """Destroy the VM now (``terminate-hard``). Idempotent: a VM that is already DONE, or an
-        id OpenNebula does not know, counts as success. A VM stuck in a failure state that
-        refuses terminate is deleted with ``one.vm.recover(id, delete)``."""
+        """Ask OpenNebula to terminate the VM (``terminate-hard``).
+
+        Asynchronous, as in oned: an accepted VM goes SHUTDOWN -> EPILOG -> DONE and its quota
+        is freed only at DONE. Idempotent: a VM that is DONE, already shutting down, or unknown
+        counts as success. oned refuses terminate in most ACTIVE states (PROLOG, BOOT, EPILOG,
+        a soft SHUTDOWN, migrations...): then :class:`VmBusyError` (transient) says to ask
+        again once the VM leaves that state. ``recover(delete)`` is never used: it needs ADMIN
+        rights on the VM that a VM's owner does not have under oned's default umask.
+        """
         what = f"terminate VM {vm_id}"
         try:
             await self._call(what, self._server.vm.action, "terminate-hard", int(vm_id),
                              object_kind="VM", object_id=int(vm_id))
         except NotFoundError:
             return
-        except CloudUnavailableError:
-            raise
-        except OpenNebulaError as first:
+        except VmBusyError:
             try:
                 info = await self.vm_info(vm_id)
             except NotFoundError:
                 return
-            if info.phase is VmPhase.DONE:
-                return
-            try:
-                await self._call(what, self._server.vm.recover, int(vm_id), _RECOVER_DELETE,
-                                 object_kind="VM", object_id=int(vm_id))
-            except NotFoundError:
-                return
-            except OpenNebulaError:
-                raise first from None
-        log.info("OpenNebula VM %s terminated", vm_id)
+            if info.phase in (VmPhase.DONE, VmPhase.STOPPING):
+                return  # gone, or on its way there (terminated by an earlier request)
+            raise
+        log.info("OpenNebula VM %s is being terminated", vm_id)
 
     async def tag(self, vm_id: int, tags: Mapping[str, str]) -> None:
         """Add or change USER_TEMPLATE attributes on the VM (append mode: others stay)."""
-        text = tag_update_text(tags)
-        await self._call(f"tag VM {vm_id}", self._server.vm.update, int(vm_id), text, 1,
+        # as an XML document (values in CDATA): oned's text syntax keeps backslashes and only
+        # unescapes \", so text would change some values
+        document = as_xml_document(check_tags(tags))
+        await self._call(f"tag VM {vm_id}", self._server.vm.update, int(vm_id), document, 1,
                          object_kind="VM", object_id=int(vm_id))
 
     async def list_tagged(self, hub_id: str, *, mine_only: bool = True) -> list[VmInfo]:
@@ -245,10 +244,11 @@ class OpenNebulaClient:
 
     # ------------------------------------------------------------------ quota
 
-    async def quota(self) -> Quota:
-        """The hub user's VM quota (VMs, CPU, memory in MB): used and limit."""
+    async def quota(self, cluster_id: int | None = None) -> Quota:
+        """The hub user's VM quota (VMs, CPU, memory in MB): used and limit, from the global
+        entry, or from the entry of ``cluster_id``."""
         user = await self._call("read the hub user's quota", self._server.user.info, -1)
-        return parsing.quota(user)
+        return parsing.quota(user, cluster_id)
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -51,6 +51,24 @@ class CloudUnavailableError(OpenNebulaError):
     transient = True
 
 
+class VmBusyError(OpenNebulaError):
+    """OpenNebula refused an action in the VM's current state (e.g. terminate during PROLOG);
+    it is allowed again once the VM leaves that state (oned's ACTION error, 0x800)."""
+
+    transient = True
+
+
+class LockedError(OpenNebulaError):
+    """The object is locked by an admin (oned's LOCKED, 0x8000); allowed again once unlocked."""
+
+    transient = True
+
+
+class AllocationError(OpenNebulaError):
+    """OpenNebula could not allocate the object (oned's ALLOCATE, 0x4000): the template or the
+    request is wrong; trying again does not help."""
+
+
 _TIMEOUT_TYPES = (asyncio.TimeoutError, TimeoutError, requests.Timeout, socket.timeout)
 
 
@@ -127,6 +145,11 @@ def translate(exc: BaseException, *, endpoint: str, what: str,
         return make(QuotaExceededError,
                     f"OpenNebula refused to {what} because it would exceed the quota "
                     "(stop another server or ask the cloud admin for more)")
+    if isinstance(exc, pyone.OneAuthorizationException) and "CREATE TEMPLATE" in raw:
+        return make(AuthorizationError,
+                    f"the hub's OpenNebula user is not allowed to {what}: creating a VM with "
+                    "settings beyond its template (size, context, tags) needs CREATE permission "
+                    "on templates, which its group lacks (ask the cloud admin to grant it)")
     if isinstance(exc, pyone.OneAuthorizationException):
         return make(AuthorizationError,
                     f"the hub's OpenNebula user is not allowed to {what} "
@@ -137,11 +160,18 @@ def translate(exc: BaseException, *, endpoint: str, what: str,
         else:
             sentence = f"OpenNebula could not find what is needed to {what}"
         return make(NotFoundError, sentence)
+    if isinstance(exc, pyone.OneActionException) and "wrong state" in raw:
+        return make(VmBusyError, f"OpenNebula could not {what} in the VM's current state "
+                                 "(allowed again once it leaves that state)")
     if isinstance(exc, pyone.OneActionException):
         return make(OpenNebulaError, f"OpenNebula could not {what} in the VM's current state")
     if isinstance(exc, pyone.OneInternalException):
-        return make(CloudUnavailableError,
-                    f"OpenNebula at {where} had an internal error while trying to {what}")
+        # oned answers INTERNAL for its own failures and for templates it cannot use: not a
+        # reason to wait and try again
+        return make(OpenNebulaError,
+                    f"OpenNebula at {where} had an internal error while trying to {what} "
+                    "(trying again will not help if it is about the template: ask the cloud "
+                    "admin)")
     if isinstance(exc, pyone.OneApiException):
         return make(OpenNebulaError, f"OpenNebula rejected the request to {what}")
     if isinstance(exc, xmlrpc.client.ProtocolError):
@@ -168,6 +198,12 @@ def translate(exc: BaseException, *, endpoint: str, what: str,
         return make(CloudUnavailableError,
                     f"the server at {where} did not answer like OpenNebula's XML-RPC API "
                     "(check the endpoint)", None)
+    if isinstance(exc, pyone.OneException) and "is locked" in raw:  # LOCKED (0x8000)
+        return make(LockedError, f"OpenNebula could not {what}: an admin has locked it "
+                                 "(allowed again once it is unlocked)")
+    if isinstance(exc, pyone.OneException) and "Error allocating" in raw:  # ALLOCATE (0x4000)
+        return make(AllocationError, f"OpenNebula could not {what}: it refused the request "
+                                     "(trying again will not help; ask the cloud admin)")
     if isinstance(exc, pyone.OneException):
         return make(OpenNebulaError, f"OpenNebula could not {what}")
     return make(OpenNebulaError, f"unexpected error while trying to {what} "

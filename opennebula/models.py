@@ -47,8 +47,10 @@ class VmInfo(BaseModel):
     lcm_state: int
     phase: VmPhase
     ip: str | None = None
+    nic_without_ip: bool = False      # a NIC exists but has no address (Ethernet-only range)
     tags: dict[str, str] = {}
     failure: str | None = None
+    sched_message: str | None = None  # why the scheduler cannot place it (while PENDING)
 
     @property
     def is_ready(self) -> bool:

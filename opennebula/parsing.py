@@ -37,6 +37,12 @@ def first_ip(template: Mapping[str, Any]) -> str | None:
     return None
 
 
+def nic_without_ip(template: Mapping[str, Any]) -> bool:
+    """The first NIC has no address at all (a network range that gives only MAC addresses)."""
+    nics = [n for n in _as_list(template.get("NIC")) if isinstance(n, Mapping)]
+    return bool(nics) and first_ip(template) is None
+
+
 def hub_tags(user_template: Mapping[str, Any]) -> dict[str, str]:
     """The VM's ``NEBULAHUB_*`` attributes."""
     return {k: ("" if v is None else str(v)) for k, v in user_template.items()
@@ -50,19 +56,29 @@ def vm_info(vm: Any) -> VmInfo:
     template = _template(vm, "TEMPLATE")
     user_template = _template(vm, "USER_TEMPLATE")
     cloud_error = user_template.get("ERROR")
+    sched = user_template.get("SCHED_MESSAGE")
     return VmInfo(
         id=int(vm.ID), name=str(vm.NAME or ""), state=state, lcm_state=lcm_state,
         phase=phase_for(state, lcm_state), ip=first_ip(template),
-        tags=hub_tags(user_template),
+        nic_without_ip=nic_without_ip(template), tags=hub_tags(user_template),
+        sched_message=str(sched) if isinstance(sched, str) and sched else None,
         failure=failure_reason(state, lcm_state,
                                str(cloud_error) if isinstance(cloud_error, str) else None),
     )
 
 
-def _quota_entry(quota_section: Any) -> Any:
-    # USER/VM_QUOTA holds a list of VM entries, DEFAULT_USER_QUOTAS/VM_QUOTA a single one.
-    entries = _as_list(getattr(quota_section, "VM", None))
-    return entries[0] if entries else None
+def _quota_entry(quota_section: Any, cluster_id: int | None = None) -> Any:
+    """The global VM quota entry (no CLUSTER_IDS), or the entry of ``cluster_id``.
+
+    OpenNebula 7 may list several ``<VM>`` entries, some per cluster; which one comes first is
+    not fixed, so entries are chosen by their CLUSTER_IDS, never by position.
+    """
+    for entry in _as_list(getattr(quota_section, "VM", None)):
+        clusters = str(getattr(entry, "CLUSTER_IDS", "") or "").strip()
+        ids = {c.strip() for c in clusters.split(",") if c.strip()}
+        if (cluster_id is None and not ids) or (cluster_id is not None and str(cluster_id) in ids):
+            return entry
+    return None
 
 
 def _number(entry: Any, name: str, fallback: float) -> float:
@@ -73,9 +89,14 @@ def _number(entry: Any, name: str, fallback: float) -> float:
         return fallback
 
 
-def quota(user: Any) -> Quota:
-    """The VM quota in pyone's USER (``one.user.info``), with -1 resolved to the default."""
-    own = _quota_entry(getattr(user, "VM_QUOTA", None))
+def quota(user: Any, cluster_id: int | None = None) -> Quota:
+    """The VM quota in pyone's USER (``one.user.info``), with -1 resolved to the default: the
+    global entry, or the entry of ``cluster_id`` (a cluster without its own entry has no
+    cluster limit)."""
+    own = _quota_entry(getattr(user, "VM_QUOTA", None), cluster_id)
+    if own is None and cluster_id is not None:
+        return Quota(vms=QuotaUsage(used=0), cpu=QuotaUsage(used=0),
+                     memory_mb=QuotaUsage(used=0))
     defaults = _quota_entry(getattr(getattr(user, "DEFAULT_USER_QUOTAS", None), "VM_QUOTA", None))
 
     def usage(metric: str) -> QuotaUsage:

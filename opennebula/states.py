@@ -100,6 +100,11 @@ _LCM_PHASE = {
     _L.DISK_RESIZE_UNDEPLOYED: VmPhase.STOPPED,
 }
 
+# LCM states of OpenNebula 7.x that pyone 7.3.80 does not know (include/VirtualMachine.h):
+# a backup of a running VM keeps it up; the others concern a powered-off VM.
+_NEWER_LCM = {69: ("BACKUP", VmPhase.RUNNING), 70: ("BACKUP_POWEROFF", VmPhase.STOPPED),
+              71: ("RESTORE", VmPhase.STOPPED)}
+
 # Readable reasons for the failure states a student is most likely to meet.
 _FAILURE_WORDS = {
     "BOOT_FAILURE": "the VM failed to boot",
@@ -118,7 +123,7 @@ def lcm_name(lcm_state: int) -> str:
     try:
         return LCM_STATE(lcm_state).name
     except ValueError:
-        return str(lcm_state)
+        return _NEWER_LCM[lcm_state][0] if lcm_state in _NEWER_LCM else str(lcm_state)
 
 
 def state_name(state: int) -> str:
@@ -138,6 +143,8 @@ def phase_for(state: int, lcm_state: int) -> VmPhase:
     if state == VM_STATE.ACTIVE:
         if lcm_name(lcm_state).endswith("FAILURE"):
             return VmPhase.FAILED
+        if lcm_state in _NEWER_LCM:
+            return _NEWER_LCM[lcm_state][1]
         try:
             return _LCM_PHASE.get(LCM_STATE(lcm_state), VmPhase.UNKNOWN)
         except ValueError:

@@ -100,12 +100,3 @@ def as_xml_document(attributes: Mapping[str, Any]) -> dict[str, Any]:
     CDATA, so quotes and newlines need no escaping.
     """
     return {"TEMPLATE": dict(attributes)}
-
-
-def tag_update_text(tags: Mapping[str, str]) -> str:
-    """``KEY = "VALUE"`` lines for ``one.vm.update`` (append mode)."""
-    lines = []
-    for key, value in check_tags(tags).items():
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-        lines.append(f'{key} = "{escaped}"')
-    return "\n".join(lines) + "\n"

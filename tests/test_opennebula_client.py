@@ -50,6 +50,13 @@ async def client(double):
     await c.close()
 
 
+def login_context(pub: str) -> dict:
+    """What a real guest needs to be reached: its network configured (NETWORK=YES) and the
+    key installed for the test hosts' login user (one-context's USERNAME)."""
+    from tests.nethosts.network import DEFAULT_USER
+    return {"SSH_PUBLIC_KEY": pub, "NETWORK": "YES", "USERNAME": DEFAULT_USER}
+
+
 async def wait_phase(client, vm_id, phase, timeout=5.0):
     deadline = time.monotonic() + timeout
     while True:
@@ -155,9 +162,11 @@ async def test_list_tagged_finds_only_this_hubs_live_vms(client, double):
 
 async def test_tag_adds_attributes_and_keeps_the_others(client, double):
     vm_id = await client.instantiate(name="a", template_id=SMALL, tags=tags_for())
-    await client.tag(vm_id, {TAG_START_ID: 's2 "quoted"', "NEBULAHUB_NOTE": "x"})
+    await client.tag(vm_id, {TAG_START_ID: 's2 "quoted"', "NEBULAHUB_NOTE": "x",
+                             "NEBULAHUB_PATH": "a\\b\\"})
     info = await client.vm_info(vm_id)
     assert info.tags[TAG_START_ID] == 's2 "quoted"'
+    assert info.tags["NEBULAHUB_PATH"] == "a\\b\\"  # oned keeps backslashes: none added
     assert info.tags[TAG_HUB_ID] == "hub-1" and info.tags["NEBULAHUB_NOTE"] == "x"
     with pytest.raises(NotFoundError, match="VM 9999 does not exist"):
         await client.tag(9999, {"NEBULAHUB_NOTE": "x"})
@@ -167,16 +176,37 @@ async def test_tag_adds_attributes_and_keeps_the_others(client, double):
 
 # ------------------------------------------------------------------ terminate
 
-async def test_terminate_destroys_the_host_and_is_idempotent(client, double):
+async def test_terminate_is_asynchronous_frees_quota_at_done_and_is_idempotent(client, double):
     vm_id = await client.instantiate(name="a", template_id=SMALL)
     await wait_phase(client, vm_id, VmPhase.RUNNING)
     await client.terminate(vm_id)
-    assert (await client.vm_info(vm_id)).phase is VmPhase.DONE
+    # as in oned: SHUTDOWN -> EPILOG -> DONE, and the quota is used until DONE
+    assert (await client.vm_info(vm_id)).phase is VmPhase.STOPPING
+    assert (await client.quota()).vms.used == 1
+    await client.terminate(vm_id)      # already shutting down: fine
+    assert (await wait_phase(client, vm_id, VmPhase.DONE)).phase is VmPhase.DONE
     assert double.host_of(vm_id).destroyed
     await client.terminate(vm_id)      # already DONE
     await client.terminate(424242)     # never existed
     quota = await client.quota()
     assert quota.vms.used == 0 and quota.cpu.used == 0
+
+
+async def test_terminate_refused_in_prolog_says_to_ask_again_and_works_once_running(client,
+                                                                                    double):
+    from opennebula import VmBusyError
+
+    double.prolog_delay(2)
+    vm_id = await client.instantiate(name="slow", template_id=SMALL)
+    await wait_phase(client, vm_id, VmPhase.PROLOG)
+    with pytest.raises(VmBusyError, match="current state") as e:
+        await client.terminate(vm_id)
+    assert e.value.transient and "wrong state PROLOG" in e.value.cloud_message
+    double.prolog_delay(0)
+    await wait_phase(client, vm_id, VmPhase.RUNNING)
+    await client.terminate(vm_id)
+    assert (await wait_phase(client, vm_id, VmPhase.DONE)).phase is VmPhase.DONE
+    assert "one.vm.recover" not in double.methods_called()  # needs ADMIN: never tried
 
 
 async def test_terminate_a_vm_still_pending(client, double):
@@ -352,8 +382,8 @@ async def test_boot_failure_is_failed_with_a_readable_reason(client, double):
     assert not double.host_of(vm_id).sshd_started
     next_vm = await client.instantiate(name="fine", template_id=SMALL)  # only the next one
     assert (await wait_phase(client, next_vm, VmPhase.RUNNING)).phase is VmPhase.RUNNING
-    await client.terminate(vm_id)
-    assert (await client.vm_info(vm_id)).phase is VmPhase.DONE
+    await client.terminate(vm_id)  # allowed in a failure state; DONE after the clean-up
+    assert (await wait_phase(client, vm_id, VmPhase.DONE)).phase is VmPhase.DONE
 
 
 def test_every_failure_state_is_failed_and_running_ones_are_running():
@@ -443,7 +473,7 @@ async def test_vm_host_accepts_the_context_key_once_running(net_double):
     key, pub = client_keypair()
     async with OpenNebulaClient(double.endpoint, SESSION) as c:
         vm_id = await c.instantiate(name="real", template_id=SMALL,
-                                    context={"SSH_PUBLIC_KEY": pub}, tags=tags_for())
+                                    context=login_context(pub), tags=tags_for())
         host = double.host_of(vm_id)
         assert not host.sshd_running  # no sshd before the VM runs
         info = await wait_phase(c, vm_id, VmPhase.RUNNING)
@@ -461,6 +491,7 @@ async def test_vm_host_accepts_the_context_key_once_running(net_double):
             result = await conn.run("hostname", check=True)
             assert result.stdout.strip() == f"vm{vm_id}"
         await c.terminate(vm_id)
+        await wait_phase(c, vm_id, VmPhase.DONE)  # the guest lives on while it shuts down
         with pytest.raises((OSError, asyncssh.Error)):
             await _login(host, key, info.ip)
     assert not double.host_errors
@@ -476,7 +507,7 @@ async def test_vm_behind_bastion_and_boot_failure_never_gets_sshd(net):
     try:
         async with OpenNebulaClient(double.endpoint, SESSION) as c:
             vm_id = await c.instantiate(name="inner", template_id=SMALL,
-                                        context={"SSH_PUBLIC_KEY": pub})
+                                        context=login_context(pub))
             info = await wait_phase(c, vm_id, VmPhase.RUNNING)
             host = double.host_of(vm_id)
             async with await _login(bastion, key, bastion.ip) as jump:
@@ -485,7 +516,7 @@ async def test_vm_behind_bastion_and_boot_failure_never_gets_sshd(net):
                     assert (await conn.run("hostname")).stdout.strip() == f"vm{vm_id}"
             double.fail_next_boot()
             doomed = await c.instantiate(name="doomed", template_id=SMALL,
-                                         context={"SSH_PUBLIC_KEY": pub})
+                                         context=login_context(pub))
             assert (await wait_phase(c, doomed, VmPhase.FAILED)).phase is VmPhase.FAILED
             await asyncio.sleep(0.2)
             assert not double.host_of(doomed).sshd_running
@@ -494,3 +525,66 @@ async def test_vm_behind_bastion_and_boot_failure_never_gets_sshd(net):
     finally:
         double.stop()
         bastion.destroy()
+
+
+# ------------------------------------------------------------------ oned 7.x details
+
+async def test_the_global_quota_entry_is_read_whatever_order_oned_lists_them_in(client, double):
+    double.set_quota("hub", vms=1, cpu=8, memory=8192, cluster_ids=[100])  # a cluster entry
+    double.set_quota("hub", vms=3, cpu=2, memory=4096)                     # the global one
+    quota = await client.quota()
+    assert quota.vms.limit == 3 and quota.cpu.limit == 2
+    assert (await client.quota(cluster_id=100)).vms.limit == 1
+    assert (await client.quota(cluster_id=7)).vms.limit is None  # no entry: no cluster limit
+
+
+@pytest.mark.parametrize("lcm, phase", [(16, VmPhase.UNKNOWN), (69, VmPhase.RUNNING),
+                                        (70, VmPhase.STOPPED), (71, VmPhase.STOPPED),
+                                        (23, VmPhase.STOPPING), (39, VmPhase.FAILED)])
+async def test_every_lcm_state_of_oned_7_has_a_meaning(client, double, lcm, phase):
+    vm_id = await client.instantiate(name="s", template_id=SMALL)
+    double.set_vm_state(vm_id, 3, lcm)
+    info = await client.vm_info(vm_id)
+    assert info.phase is phase, (lcm, info)
+
+
+@pytest.mark.parametrize("code, cls, transient, words", [
+    (0x8000, "LockedError", True, "locked"),
+    (0x4000, "AllocationError", False, "will not help"),
+    (0x2000, "OpenNebulaError", False, "will not help"),
+])
+async def test_locked_allocate_and_internal_say_whether_trying_again_helps(client, double, code,
+                                                                           cls, transient, words):
+    import opennebula
+
+    double.fail_next("one.template.instantiate", code, "Parse error: syntax error")
+    with pytest.raises(getattr(opennebula, cls)) as e:
+        await client.instantiate(name="x", template_id=SMALL, cpu=1)
+    assert type(e.value).__name__ == cls and e.value.transient is transient
+    assert words in str(e.value)
+
+
+async def test_a_group_without_create_template_gets_a_sentence_naming_the_permission(client,
+                                                                                     double):
+    from opennebula import AuthorizationError
+
+    double.deny_template_create("hub")
+    with pytest.raises(AuthorizationError, match="CREATE permission on templates"):
+        await client.instantiate(name="x", template_id=SMALL, cpu=1)
+
+
+async def test_pending_vm_carries_the_schedulers_message_and_a_nic_without_ip_is_seen(client,
+                                                                                      double):
+    double.unschedulable("Cannot dispatch VM: No hosts enabled to run VMs")
+    vm_id = await client.instantiate(name="p", template_id=SMALL)
+    info = await wait_phase(client, vm_id, VmPhase.PENDING)
+    deadline = time.monotonic() + 5
+    while info.sched_message is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        info = await client.vm_info(vm_id)
+    assert "No hosts enabled to run VMs" in info.sched_message
+    double.unschedulable(None)
+    double.next_nic_without_ip()
+    bare = await client.instantiate(name="n", template_id=SMALL)
+    info = await wait_phase(client, bare, VmPhase.RUNNING)
+    assert info.ip is None and info.nic_without_ip

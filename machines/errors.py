@@ -80,6 +80,14 @@ class CloudUnavailable(MachineError):
     transient = True
 
 
+class MachineBusy(MachineError):
+    """The cloud cannot act on the machine in its current state (e.g. terminate while its image
+    is copied); it can once the machine leaves that state."""
+
+    reason = "busy"
+    transient = True
+
+
 class HostUnreachable(MachineError):
     """The machine did not accept an SSH login in time."""
 
@@ -102,6 +110,7 @@ class BootstrapFailed(MachineError):
 
     reason = "bootstrap"
     transient = True  # while polling, usually a broken channel; a failed start says why anyway
+    log = ""          # the last lines of the server's log, when the program reported a failure
 
 
 class TunnelError(MachineError):

@@ -26,8 +26,12 @@ class MachineStatus(enum.Enum):
     """What the provider knows about a machine (its workload is checked on the host)."""
 
     RUNNING = "running"
-    GONE = "gone"          # terminated, failed or never existed: nothing can run there any more
-    UNKNOWN = "unknown"    # the provider cannot tell right now (its API did not answer)
+    PAUSED = "paused"      # exists but is not running now and may come back (powered off,
+                           # suspended, stopped, undeployed, a recoverable failure): never
+                           # given back by a poll
+    GONE = "gone"          # terminated or never existed: nothing can run there any more
+    UNKNOWN = "unknown"    # the provider cannot tell right now (its API did not answer, or a
+                           # state it cannot classify): the machine itself is asked
 
 
 class MachineProvider(LoggingConfigurable):
@@ -57,6 +61,8 @@ class MachineProvider(LoggingConfigurable):
     name = "base"
     # the same machine from one use to the next: its SSH host key is pinned across uses
     machines_outlive_use = False
+    # what to check when the hub's login to a new machine is refused
+    login_hint = ""
 
     access = Instance(MachineAccess)
 

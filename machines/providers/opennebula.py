@@ -7,7 +7,7 @@ import logging
 import os
 import time
 
-from traitlets import Dict, Float, Integer, Unicode
+from traitlets import Dict, Float, Integer, List, Unicode
 
 from opennebula import (
     TAG_HUB_ID,
@@ -17,16 +17,18 @@ from opennebula import (
     TAG_START_ID,
     TAG_USER,
     CloudUnavailableError,
+    LockedError,
     NotFoundError,
     OpenNebulaClient,
     OpenNebulaError,
     QuotaExceededError,
+    VmBusyError,
     VmPhase,
 )
 
 from ..cloudwatch import VmPoolWatch
-from ..errors import (CapacityError, CloudUnavailable, ConfigError, MachineError, MachineFailed,
-                      MachineTimeout)
+from ..errors import (CapacityError, CloudUnavailable, ConfigError, MachineBusy, MachineError,
+                      MachineFailed, MachineTimeout)
 from ..keys import new_spawn_key
 from ..record import Machine
 from ..request import MachineRequest, OwnerKind
@@ -53,13 +55,32 @@ def cloud_error(e: OpenNebulaError, doing: str) -> MachineError:
         return CloudUnavailable(f"The cloud did not answer while {doing}: {e}")
     if isinstance(e, QuotaExceededError):
         return CapacityError(f"The cloud refused {doing}: {e}")
+    if isinstance(e, (VmBusyError, LockedError)):
+        return MachineBusy(f"The cloud cannot act on the VM yet ({doing}): {e}")
     return MachineError(f"The cloud refused {doing}: {e}", reason="cloud")
+
+
+# What each phase means for a machine that was running (oned's STATE/LCM_STATE, via VmPhase)
+_STATUS = {
+    VmPhase.RUNNING: MachineStatus.RUNNING,
+    VmPhase.DONE: MachineStatus.GONE,
+    VmPhase.STOPPING: MachineStatus.GONE,     # being terminated, saved away or cleaned up
+    VmPhase.STOPPED: MachineStatus.PAUSED,    # poweroff, suspended, stopped, undeployed
+    VmPhase.FAILED: MachineStatus.PAUSED,     # *_FAILURE: an admin can recover it
+    VmPhase.PENDING: MachineStatus.PAUSED,    # rescheduled or resumed: on its way back
+    VmPhase.HOLD: MachineStatus.PAUSED,
+    VmPhase.PROLOG: MachineStatus.PAUSED,
+    VmPhase.BOOT: MachineStatus.PAUSED,
+    VmPhase.UNKNOWN: MachineStatus.UNKNOWN,   # LCM UNKNOWN or a state we cannot classify
+}
 
 
 class OpenNebulaProvider(RemoteProvider):
     """Creates a VM from a template, waits until it runs, terminates it on release."""
 
     name = "opennebula"
+    login_hint = ("If the VM image uses cloud-init rather than OpenNebula's contextualization, "
+                  "it ignores USERNAME: set OpenNebulaProvider.ssh_user to the image's own user.")
 
     endpoint = Unicode(
         "http://localhost:2633/RPC2",
@@ -96,9 +117,17 @@ class OpenNebulaProvider(RemoteProvider):
     ).tag(config=True)
 
     context = Dict(
-        {"NETWORK": "YES"},
+        {},
         help="""Extra CONTEXT attributes for every VM (never secrets: the context is readable by
-        anyone who can read the VM). SSH_PUBLIC_KEY and USERNAME are set by the hub.""",
+        anyone who can read the VM). SSH_PUBLIC_KEY and USERNAME are set by the hub, and
+        NETWORK="YES" is always sent (real guests configure their network only with it) unless
+        this sets NETWORK to "" explicitly.""",
+    ).tag(config=True)
+
+    quota_cluster_ids = List(
+        Integer(),
+        help="""Clusters the templates place VMs in whose own quota entries (OpenNebula 7
+        VM_QUOTA entries with CLUSTER_IDS) are checked too; the global entry always is.""",
     ).tag(config=True)
 
     ready_timeout = Float(
@@ -161,17 +190,53 @@ class OpenNebulaProvider(RemoteProvider):
                 reason="cloud-config")
         return value
 
-    async def check_request(self, request: MachineRequest) -> None:
+    async def _quota_problems(self, request: MachineRequest) -> list[str]:
+        size = request.size
+        problems = []
         try:
-            quota = await self.client.quota()
+            for cluster in [None, *self.quota_cluster_ids]:
+                quota = await self.client.quota(cluster_id=cluster)
+                where = "" if cluster is None else f" (cluster {cluster})"
+                problems += [p + where for p in
+                             quota.check(cpu=size.cpu, memory_mb=size.memory_mb, vms=1)]
         except OpenNebulaError as e:
             raise cloud_error(e, "reading your quota") from None
-        size = request.size
-        problems = quota.check(cpu=size.cpu, memory_mb=size.memory_mb, vms=1)
-        if problems:
-            raise CapacityError(
-                f"The profile '{size.label or 'requested'}' does not fit in the cloud quota: "
-                + "; ".join(problems) + ". Stop another server or pick a smaller profile.")
+        return problems
+
+    async def _shutting_down(self) -> int:
+        """This hub's VMs on their way to DONE: their quota is freed when they get there."""
+        try:
+            _, vms = await self.pool.snapshot(newer_than=time.monotonic())
+        except OpenNebulaError:
+            return 0
+        return sum(vm.phase is VmPhase.STOPPING for vm in vms.values())
+
+    def _over_quota(self, request: MachineRequest, problems: list[str]) -> CapacityError:
+        return CapacityError(
+            f"The profile '{request.size.label or 'requested'}' does not fit in the cloud "
+            f"quota: {'; '.join(problems)}. Stop another server or pick a smaller profile.")
+
+    async def check_request(self, request: MachineRequest) -> None:
+        problems = await self._quota_problems(request)
+        # quota is freed only when a terminated VM reaches DONE: a VM still shutting down
+        # will make room, so the spawn waits for it instead of being refused
+        if problems and not await self._shutting_down():
+            raise self._over_quota(request, problems)
+
+    async def _wait_for_quota(self, request: MachineRequest, report) -> None:
+        deadline = time.monotonic() + self.ready_timeout
+        told = False
+        while True:
+            problems = await self._quota_problems(request)
+            if not problems:
+                return
+            if not await self._shutting_down() or time.monotonic() > deadline:
+                raise self._over_quota(request, problems)
+            if not told:
+                report(3, "Waiting for your previous VM to finish shutting down (the cloud "
+                          "frees its quota when it is gone)")
+                told = True
+            await asyncio.sleep(self.poll_interval)
 
     async def form_info(self, user: str) -> dict[str, str]:
         try:
@@ -192,7 +257,7 @@ class OpenNebulaProvider(RemoteProvider):
         if template_id is None or template_id < 0:
             raise ConfigError("No VM template is configured for this profile (ask your admin).",
                               reason="cloud-config")
-        await self.check_request(request)
+        await self._wait_for_quota(request, report)
         private_key, public_key = new_spawn_key()
         machine.sealed_private_key = self.access.secret_box.seal(private_key)
         owner = request.owner_id.split("/", 1)[-1] if request.owner_kind is OwnerKind.SERVER \
@@ -200,7 +265,9 @@ class OpenNebulaProvider(RemoteProvider):
         name = self.vm_name_template.format(username=request.user, servername=owner or "default",
                                             kind=request.owner_kind.value,
                                             start_id=request.start_id)
-        context = dict(self.context, SSH_PUBLIC_KEY=public_key, USERNAME=self.ssh_user)
+        context = {"NETWORK": "YES", **self.context}
+        context = {k: v for k, v in context.items() if v not in (None, "")}
+        context.update(SSH_PUBLIC_KEY=public_key, USERNAME=self.ssh_user)
         tags = {TAG_HUB_ID: self.hub_id, TAG_USER: request.user,
                 TAG_SERVER: owner if request.owner_kind is OwnerKind.SERVER else "",
                 TAG_START_ID: request.start_id, TAG_OWNER_KIND: request.owner_kind.value,
@@ -224,6 +291,7 @@ class OpenNebulaProvider(RemoteProvider):
     async def _wait_running(self, machine: Machine, report, persist) -> None:
         deadline = time.monotonic() + self.ready_timeout
         last_phase = None
+        told = None  # the scheduler's last message the user has seen
         while True:
             try:
                 info = await self.client.vm_info(machine.vm_id)
@@ -235,23 +303,44 @@ class OpenNebulaProvider(RemoteProvider):
                 if info.phase != last_phase and info.phase in PHASE_PROGRESS:
                     report(*PHASE_PROGRESS[info.phase])
                     last_phase = info.phase
+                if info.phase == VmPhase.PENDING and info.sched_message and \
+                        info.sched_message != told:
+                    told = info.sched_message
+                    report(10, f"The cloud cannot place your VM yet: {told}")
                 if info.phase == VmPhase.RUNNING and info.ip:
                     machine.host = info.ip
                     await persist()
                     return
+                if info.phase == VmPhase.RUNNING and info.nic_without_ip:
+                    raise MachineFailed(
+                        "Your VM runs but has no IP address: its network gives out only "
+                        "Ethernet addresses. Ask your admin for a template whose network "
+                        "assigns IPs.", reason="no-ip")
                 if info.phase in (VmPhase.FAILED, VmPhase.DONE, VmPhase.STOPPED,
                                   VmPhase.STOPPING):
                     reason = info.failure or f"the VM ended up {info.phase.value}"
                     raise MachineFailed(f"Your VM could not start: {reason}.")
             if time.monotonic() > deadline:
+                why = f" The cloud said: {told}" if told else ""
                 raise MachineTimeout(
                     f"Your VM was not running after {self.ready_timeout:.0f} s "
-                    f"(last state: {last_phase.value if last_phase else 'unknown'}).")
+                    f"(last state: {last_phase.value if last_phase else 'unknown'}).{why}")
             await asyncio.sleep(self.poll_interval)
 
     async def release(self, machine: Machine) -> None:
         if machine.vm_id is None:
-            return
+            if not machine.start_id:
+                return
+            # the caller stopped between asking for the VM and learning its id (a hub killed
+            # mid-spawn): the VM is found by the start id it was tagged with at creation
+            try:
+                tagged = await self.client.list_tagged(self.hub_id)
+            except OpenNebulaError as e:
+                raise cloud_error(e, "to look for your VM") from None
+            found = [vm.id for vm in tagged if vm.tags.get(TAG_START_ID) == machine.start_id]
+            if not found:
+                return
+            machine.vm_id = found[0]
         try:
             await self.client.terminate(machine.vm_id)
         except NotFoundError:
@@ -272,11 +361,7 @@ class OpenNebulaProvider(RemoteProvider):
             return MachineStatus.GONE
         except OpenNebulaError:
             return MachineStatus.UNKNOWN
-        if info.phase == VmPhase.RUNNING:
-            return MachineStatus.RUNNING
-        if info.phase in (VmPhase.DONE, VmPhase.FAILED, VmPhase.STOPPED):
-            return MachineStatus.GONE
-        return MachineStatus.UNKNOWN
+        return _STATUS.get(info.phase, MachineStatus.UNKNOWN)
 
     async def close(self) -> None:
         await close_clients()

@@ -72,6 +72,7 @@ c.OpenNebulaSpawner.default_url = "/lab"
 # how the hub reaches machines: sealed keys and pinned host keys live in the private state
 c.MachineAccess.crypt_key_file = str(STATE / "nebulahub_crypt_key")
 c.MachineAccess.host_key_dir = str(STATE / "host-keys")
+c.MachineAccess.pending_release_file = str(STATE / "pending-releases.json")
 # A hub restart must not stop anybody's server; only the demo (local) stops its servers on exit.
 c.JupyterHub.cleanup_servers = c.OpenNebulaSpawner.provider == "local"
 c.OpenNebulaSpawner.profiles = [
@@ -150,10 +151,18 @@ if "authenticator_class" not in c.JupyterHub:
     c.Authenticator.allowed_users = set(DEMO_USERS)
     c.Authenticator.admin_users = {"admin"}
 
-# ---- orphan sweep: terminate VMs of this hub that no server references ------------------------
-if c.OpenNebulaSpawner.provider == "opennebula":
-    from spawner.reconcile import managed_service
+# ---- services: the orphan sweep (VMs whose owner no longer lives) and the idle culler ----------
+from spawner.reconcile import idle_culler, managed_service  # noqa: E402
 
+c.JupyterHub.services, c.JupyterHub.load_roles = [], []
+if c.OpenNebulaSpawner.provider == "opennebula":
     sweep, sweep_role = managed_service(__file__, every=300)
-    c.JupyterHub.services = [sweep]
-    c.JupyterHub.load_roles = [sweep_role]
+    c.JupyterHub.services.append(sweep)
+    c.JupyterHub.load_roles.append(sweep_role)
+# forgotten servers give their VMs back: on by default for VMs, 0 turns it off
+CULL_IDLE = int(os.environ.get("NEBULAHUB_CULL_IDLE_SECONDS",
+                               "3600" if c.OpenNebulaSpawner.provider == "opennebula" else "0"))
+if CULL_IDLE:
+    culler, culler_role = idle_culler(CULL_IDLE)
+    c.JupyterHub.services.append(culler)
+    c.JupyterHub.load_roles.append(culler_role)

@@ -144,6 +144,7 @@ def main() -> int:
     vm_env, wheels = prepared_env(), wheelhouse()
     work = Path(tempfile.mkdtemp(prefix="nebulahub-bench-"))
     with running_network(prefix="nb", subnet="10.213.200.0/24") as net:
+        cpu_share = net.cpu.describe()
         cloud = OneDouble(users={"bench": "pw"}, network=net, step_seconds=0.3)
         cloud.start()
 
@@ -178,6 +179,7 @@ def main() -> int:
             cloud.stop()
 
     print("\n== NebulaHub spawn benchmark (OpenNebula double, namespace VMs, real hub) ==")
+    print(f"namespace VMs' CPU: {cpu_share} (they stand in for machines with CPUs of their own)")
     print(f"overhead after RUNNING, prepared env ({args.repeat} spawns): "
           f"p50 {pct(prepared, .5):.2f} s, p95 {pct(prepared, .95):.2f} s "
           f"(target p50 <= 5 s: {'met' if pct(prepared, .5) <= 5 else 'MISSED'})")

@@ -13,6 +13,7 @@ from traitlets.config import LoggingConfigurable
 from .errors import ConfigError
 from .hostkeys import HostKeyStore
 from .record import JumpHost
+from .releases import PendingReleases
 from .secretbox import SecretBox
 
 
@@ -55,7 +56,19 @@ class MachineAccess(LoggingConfigurable):
     ).tag(config=True)
 
     reconnect_timeout = Float(
-        10, help="Seconds to reach a machine that accepted logins before (polls, clean-up)."
+        5, help="""Seconds to reach a machine that accepted logins before (polls, clean-up): a
+        poll never waits longer on a dead machine.""",
+    ).tag(config=True)
+
+    pending_release_file = Unicode(
+        "pending-releases.json",
+        help="""Hub-private file of machines whose release failed because the cloud did not answer
+        (or refused in a state it will leave); they are given back as soon as it does, also after
+        a hub restart.""",
+    ).tag(config=True)
+
+    release_retry_interval = Float(
+        10, help="Seconds between attempts to give back machines whose release failed."
     ).tag(config=True)
 
     bootstrap_python = Unicode(
@@ -64,6 +77,13 @@ class MachineAccess(LoggingConfigurable):
 
     _box: SecretBox | None = None
     _store: HostKeyStore | None = None
+    _releases: PendingReleases | None = None
+
+    @property
+    def pending_releases(self) -> PendingReleases:
+        if self._releases is None:
+            self._releases = PendingReleases(self.pending_release_file)
+        return self._releases
 
     @property
     def secret_box(self) -> SecretBox:

@@ -87,7 +87,9 @@ class BootstrapRunner:
                 + "\n".join(detail)
             )
         if not result.get("ok"):
-            raise BootstrapFailed(result.get("error") or "unknown bootstrap error")
+            error = BootstrapFailed(result.get("error") or "unknown bootstrap error")
+            error.log = result.get("log") or ""
+            raise error
         return result
 
     async def run_ssh(self, conn: asyncssh.SSHClientConnection, python: str, request: dict) -> dict:

@@ -52,5 +52,6 @@ class Machine(BaseModel):
 
     @property
     def exists(self) -> bool:
-        """Something was acquired that must be given back."""
-        return self.vm_id is not None or bool(self.host)
+        """Something may have been acquired that must be given back (a VM being created is
+        found by its start id even before its id is known)."""
+        return self.vm_id is not None or bool(self.host) or bool(self.start_id)

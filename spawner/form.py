@@ -23,6 +23,7 @@ class FormOwner(Protocol):
     user: Any
     user_options: dict
     machine_provider: Any
+    server_state: Any
 
     def profile_list(self) -> list[VmProfile]: ...
 
@@ -133,8 +134,15 @@ async def render_form(spawner: FormOwner) -> str:
             f'<small class="d-block text-muted">{esc(p.description)} '
             f'({p.vcpu} vCPU, {p.memory_mb} MB{life})</small></span></label>'
         )
-    parts = ['<div class="nebulahub-form"><h5>Choose your server</h5>',
-             f'<div class="list-group mb-3">{"".join(cards)}</div>']
+    parts = ['<div class="nebulahub-form">']
+    state = getattr(spawner, "server_state", None)
+    if state is not None and state.notice:
+        log = (f'<details><summary>The last lines of its log</summary><pre class="small">'
+               f"{esc(state.notice_log)}</pre></details>" if state.notice_log else "")
+        parts.append(f'<div class="alert alert-warning nebulahub-notice">{esc(state.notice)}'
+                     f"{log}</div>")
+    parts += ['<h5>Choose your server</h5>',
+              f'<div class="list-group mb-3">{"".join(cards)}</div>']
     info = await spawner.machine_provider.form_info(spawner.user.name)
     quota = {k: v for k, v in info.items() if not k.startswith("Hub key")}
     if quota:

@@ -54,3 +54,15 @@ def managed_service(config_file: str, every: float = 300) -> tuple[dict, dict]:
     role = {"name": "nebulahub-reconcile", "services": ["nebulahub-reconcile"],
             "scopes": ["list:users", "read:users", "admin:server_state"]}
     return service, role
+
+
+def idle_culler(timeout: int, every: int | None = None) -> tuple[dict, dict]:
+    """jupyterhub-idle-culler as a hub-managed service: servers idle for ``timeout`` seconds are
+    stopped, so forgotten servers give their machines back."""
+    every = every or max(10, min(300, timeout // 4))
+    service = {"name": "idle-culler",
+               "command": [sys.executable, "-m", "jupyterhub_idle_culler",
+                           f"--timeout={timeout}", f"--cull-every={every}"]}
+    role = {"name": "idle-culler", "services": ["idle-culler"],
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"]}
+    return service, role

@@ -19,7 +19,7 @@ from jupyterhub.spawner import SpawnException, Spawner
 from jupyterhub.utils import url_path_join, wait_for_http_server
 from sqlalchemy import inspect as sa_inspect
 from tornado import web
-from traitlets import Float, List, Unicode, default
+from traitlets import Float, Integer, List, Unicode, default
 
 from machines import (Machine, MachineAccess, MachineError, MachineRequest, MachineSize,
                       MachineStatus, OwnerKind, OwnMachine, is_transient, new_start_id,
@@ -27,6 +27,7 @@ from machines import (Machine, MachineAccess, MachineError, MachineRequest, Mach
 from machines.bootstrap import server_request
 from machines.errors import HostKeyChanged, OptionError
 from machines.hostkeys import HUB_SCOPE, user_scope
+from machines.releases import keep_retrying
 
 from . import form
 from .profiles import VmProfile, parse_profiles
@@ -43,6 +44,23 @@ class UserFacingSpawnError(SpawnException):
 
 def spawn_error(message: str, reason: str, status_code: int = 500) -> UserFacingSpawnError:
     return UserFacingSpawnError(message, reason=reason, status_code=status_code)
+
+
+class _Counted:
+    """A semaphore's ``async with`` that counts who waits (for the progress message)."""
+
+    def __init__(self, sem: asyncio.Semaphore, owner):
+        self.sem, self.owner = sem, owner
+
+    async def __aenter__(self):
+        self.owner._waiting += 1
+        try:
+            await self.sem.acquire()
+        finally:
+            self.owner._waiting -= 1
+
+    async def __aexit__(self, *exc):
+        self.sem.release()
 
 
 class OpenNebulaSpawner(Spawner):
@@ -97,6 +115,13 @@ class OpenNebulaSpawner(Spawner):
         60, help="Seconds jupyterhub-singleuser may take to listen once launched."
     ).tag(config=True)
 
+    concurrent_starts = Integer(
+        8,
+        help="""How many servers bootstrap at once in this hub; further spawns wait for a slot
+        (and say so) instead of all starting together on shared machines and failing together.
+        JupyterHub's own concurrent_spawn_limit still refuses beyond its limit.""",
+    ).tag(config=True)
+
     poll_grace = Float(
         180,
         help="""Seconds a running server survives transient cloud or SSH errors in poll() before
@@ -136,6 +161,7 @@ class OpenNebulaSpawner(Spawner):
         self._new_event = asyncio.Event()
         self._starting = False
         self._unreachable_since: float | None = None
+        self._dead_host = False
 
     @cached_property
     def machine_access(self) -> MachineAccess:
@@ -143,8 +169,17 @@ class OpenNebulaSpawner(Spawner):
 
     @cached_property
     def machine_provider(self):
-        return provider_class(self.provider)(parent=self, log=self.log,
-                                             access=self.machine_access)
+        provider = provider_class(self.provider)(parent=self, log=self.log,
+                                                 access=self.machine_access)
+        try:
+            # releases that failed while the cloud was down are given back once it answers,
+            # also those owed from before a hub restart
+            asyncio.get_running_loop()
+            keep_retrying(self.machine_access.pending_releases, provider.release,
+                          self.machine_access.release_retry_interval)
+        except RuntimeError:  # no event loop: a command-line use, not the hub
+            pass
+        return provider
 
     # ---- profiles and user options --------------------------------------------------------
 
@@ -201,7 +236,8 @@ class OpenNebulaSpawner(Spawner):
 
     def clear_state(self):
         super().clear_state()
-        self.server_state = ServerState()
+        st = self.server_state
+        self.server_state = ServerState(notice=st.notice, notice_log=st.notice_log)
 
     async def persist_state(self) -> None:
         """Write the state to the hub database now (the hub itself only saves after start)."""
@@ -242,6 +278,7 @@ class OpenNebulaSpawner(Spawner):
         try:
             if self.profile is None:
                 await self.apply_options(self.user_options or {})
+            self.machine_provider  # noqa: B018  (starts the retries of owed releases)
             request = self.machine_request(self.user_options or {"profile": self.profile.slug},
                                            new_start_id())
             st = self.server_state = ServerState(
@@ -262,6 +299,7 @@ class OpenNebulaSpawner(Spawner):
             else:
                 self.log.error("Spawn of %s failed: %s", self._log_name, error.log_message)
             await asyncio.shield(self._cleanup())
+            self._remember(error.message, getattr(e, "log", ""))
             self._events = []  # the next spawn's progress starts empty
             raise error from None
         finally:
@@ -281,8 +319,9 @@ class OpenNebulaSpawner(Spawner):
         api_host, st.api_port = await host.forward_to_hub(*self._hub_api_address())
         await self.persist_state()
 
-        self.report(60, "Bootstrapping your server")
-        result = await host.bootstrap(self._start_request(st, api_host), self._relay)
+        async with self._start_slot():
+            self.report(60, "Bootstrapping your server")
+            result = await host.bootstrap(self._start_request(st, api_host), self._relay)
         st.server_port = int(result["port"])
         st.local_port = await host.forward_to_machine(st.server_port)
         await self.persist_state()
@@ -294,6 +333,19 @@ class OpenNebulaSpawner(Spawner):
         )
         self.report(100, "Server answering")
         return ("127.0.0.1", st.local_port)
+
+    _slots: asyncio.Semaphore | None = None
+    _waiting = 0
+
+    def _start_slot(self) -> asyncio.Semaphore:
+        """The hub-wide admission of server starts (``concurrent_starts``)."""
+        cls = type(self)
+        if cls._slots is None:
+            cls._slots = asyncio.Semaphore(self.concurrent_starts)
+        if cls._slots.locked():
+            self.report(55, f"Waiting for a free start slot ({cls._waiting + 1} waiting, "
+                            f"{self.concurrent_starts} starting)")
+        return _Counted(cls._slots, cls)
 
     def _relay(self, event: dict) -> None:
         self.report(70, event.get("message", "Bootstrapping"))
@@ -363,42 +415,85 @@ class OpenNebulaSpawner(Spawner):
     # ---- poll / stop -------------------------------------------------------------------------
 
     async def poll(self):
+        """Liveness comes from the server, not from the cloud's API: a server whose machine
+        answers over SSH and whose port is open is running however long the cloud is down; a
+        server the hub cannot reach while its machine runs is gone at once (the proxy could
+        only answer 503); only when neither answers is the outage waited out (``poll_grace``)."""
         st = self.server_state
         if self._starting:
             return None
-        if not st.workdir or not st.server_port:
-            return 0
+        if not st.machine.exists and not st.workdir:
+            return 0  # nothing here, or given back already
+        if not st.server_port:
+            # a start that did not finish in this process: the hub stopped in the middle of it
+            return await self._gone("Your previous start was interrupted when the hub "
+                                    "restarted; its machine was given back. Please start again.")
         if self.profile_expired(st):
             self.log.info("%s reached its profile's maximum lifetime", self._log_name)
-            return await self._gone()
+            return await self._gone("Your server reached its profile's maximum lifetime.")
+        machine = await self._machine_status(st)
+        if machine is MachineStatus.GONE:
+            return await self._gone("Your server's machine is gone (terminated or failed).")
         try:
-            machine = await self.machine_provider.check(st.machine)
-            if machine is MachineStatus.GONE:
-                return await self._gone()
-            if machine is MachineStatus.UNKNOWN:
-                return await self._transient("the cloud did not answer")
             host = await self._reach(st)
             # cheap: a connection to the server's port over the standing SSH connection
-            running = await host.port_open(st.server_port)
+            running = await asyncio.wait_for(host.port_open(st.server_port),
+                                             self.machine_access.reconnect_timeout)
         except HostKeyChanged as e:
             self.log.error("%s: %s", self._log_name, e)
-            return await self._gone()
+            return await self._gone(str(e))
         except Exception as e:
-            if is_transient(e):  # cloud, SSH, network: transient until the grace runs out
-                return await self._transient(f"{type(e).__name__}: {e}")
-            # A bug must not cost a user their server: report it, keep the server, and do not
-            # count it as an outage.
-            self.log.exception("Checking %s failed unexpectedly; it is kept running",
-                               self._log_name)
-            return None
+            if not is_transient(e):
+                # A bug must not cost a user their server: report it, keep the server, and do
+                # not count it as an outage.
+                self.log.exception("Checking %s failed unexpectedly; it is kept running",
+                                   self._log_name)
+                return None
+            if machine is MachineStatus.RUNNING:
+                self.log.error("%s cannot be reached although its machine runs (%s): gone",
+                               self._log_name, e)
+                self._dead_host = True  # clean-up gives the machine back without calling it
+                return await self._gone("The hub lost its connection to your server's "
+                                        "machine; please start again.")
+            if machine is MachineStatus.PAUSED:
+                return self._paused()
+            return await self._transient(f"{type(e).__name__}: {e}")
         self._unreachable_since = None
-        return None if running else await self._gone()
+        if running:
+            if machine is MachineStatus.UNKNOWN:
+                self.log.warning("%s: the cloud did not answer; its server answers, so it is "
+                                 "kept running", self._log_name)
+            return None
+        if machine is MachineStatus.PAUSED:
+            return self._paused()
+        return await self._gone("Your server stopped on its machine.")
 
-    async def _gone(self) -> int:
-        """The server cannot come back: release what is left, since the hub calls stop() only
-        for servers poll() reports running."""
+    def _paused(self) -> None:
+        """The machine is powered off, suspended or failed in a way an admin can undo: it is not
+        given back behind anybody's back; the user (or the culler) can stop the server."""
+        self.log.warning("%s: its machine is paused by the cloud (powered off, suspended or "
+                         "recoverable); the server is kept", self._log_name)
+        return None
+
+    async def _machine_status(self, st: ServerState) -> MachineStatus:
+        """What the provider knows; UNKNOWN when it does not answer (never a reason to drop)."""
+        try:
+            return await self.machine_provider.check(st.machine)
+        except Exception as e:
+            if not is_transient(e):
+                self.log.exception("Asking about the machine of %s failed", self._log_name)
+            return MachineStatus.UNKNOWN
+
+    async def _gone(self, why: str = "") -> int:
+        """The server cannot come back: release what is left (once), since the hub calls stop()
+        only for servers poll() reports running; say why on the next spawn page."""
         await self._cleanup()
+        if why:
+            self._remember(why)
         return 0
+
+    def _remember(self, notice: str, log: str = "") -> None:
+        self.server_state.notice, self.server_state.notice_log = notice, log
 
     def profile_expired(self, st: ServerState) -> bool:
         try:
@@ -420,7 +515,8 @@ class OpenNebulaSpawner(Spawner):
             return None
         self.log.error("%s unreachable for %.0fs (%s): considered gone", self._log_name, waited,
                        why)
-        return await self._gone()
+        return await self._gone("Neither the cloud nor your server's machine answered for "
+                                f"{waited:.0f} s; please start again.")
 
     async def stop(self, now=False):
         await self._cleanup()
@@ -428,17 +524,22 @@ class OpenNebulaSpawner(Spawner):
         self._events = []  # the next spawn's progress starts empty
 
     async def _cleanup(self) -> None:
-        """Stop the server, close tunnels, give the machine back; from any partial state."""
+        """Stop the server, close tunnels, give the machine back; from any partial state, once
+        (the record is emptied afterwards). A release the cloud cannot take now is owed and
+        retried until it succeeds, across hub restarts."""
         st = self.server_state
         provider = self.machine_provider
+        if not st.machine.exists and not st.workdir:
+            return
         if st.workdir and st.machine.exists:
             try:
                 host = self._host or provider.host_for(st.machine)
                 self._host = host
-                # only a machine the hub has logged in to before can hold a server to stop
-                if host.reached_before():
-                    await asyncio.wait_for(
-                        host.open(wait=self.machine_access.reconnect_timeout), timeout=15)
+                # only a machine the hub has logged in to before can hold a server to stop,
+                # and one found dead just now is not asked again
+                if host.reached_before() and not self._dead_host:
+                    wait = self.machine_access.reconnect_timeout
+                    await asyncio.wait_for(host.open(wait=wait), timeout=wait + 1)
                     await asyncio.wait_for(
                         host.bootstrap(server_request("stop", st.workdir)), timeout=30)
             except Exception as e:  # the machine may be gone already; release follows anyway
@@ -447,11 +548,19 @@ class OpenNebulaSpawner(Spawner):
         if self._host is not None:
             await self._host.close()
             self._host = None
+        machine = st.machine
         try:
-            await provider.release(st.machine)
+            await provider.release(machine)
         except Exception as e:
-            # The VM keeps its hub tag: the orphan sweep terminates it later.
-            self.log.error("Could not release the machine of %s: %s", self._log_name, e)
+            if is_transient(e):
+                self.machine_access.pending_releases.add(machine)
+                self.log.warning("Could not give back the machine of %s now (%s); it is retried "
+                                 "until the cloud takes it", self._log_name, e)
+            else:
+                self.log.error("Could not release the machine of %s: %s", self._log_name, e)
+        self.server_state = ServerState(notice=st.notice, notice_log=st.notice_log)
+        self._dead_host = False
+        await self.persist_state()
 
     # ---- errors ------------------------------------------------------------------------------
 
@@ -466,7 +575,9 @@ class OpenNebulaSpawner(Spawner):
             prefix = {"ssh": "Your machine started but the hub could not log in to it. ",
                       "bootstrap": "Your server could not be set up on the machine: ",
                       "tunnel": "The hub could not connect to your server: "}.get(e.reason, "")
-            return spawn_error(f"{prefix}{e}", e.reason)
+            hint = self.machine_provider.login_hint
+            suffix = f" {hint}" if e.reason == "ssh" and hint and "refused" in str(e) else ""
+            return spawn_error(f"{prefix}{e}{suffix}", e.reason)
         if isinstance(e, web.HTTPError):
             return spawn_error(e.log_message or str(e), "http")
         return spawn_error(f"Your server could not start ({type(e).__name__}: {e}).", "internal")

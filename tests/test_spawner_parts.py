@@ -164,19 +164,29 @@ def test_the_hubs_crypt_key_seals_keys_when_it_is_set(tmp_path, monkeypatch):
         other.secret_box.open(sealed)
 
 
-class _NeverReached(Host):
+class _ServerListens(Host):
+    """A machine whose server answers, or whose check itself has a bug (``failure``)."""
+
+    def __init__(self, failure=None):
+        self.failure = failure
+
     async def open(self, *, wait, report=None): ...
     async def bootstrap(self, request, on_event=None): ...
     async def forward_to_machine(self, port, local_port=0): ...
     async def forward_to_hub(self, host, port, remote_port=0): ...
-    async def port_open(self, port): ...
+
+    async def port_open(self, port):
+        if self.failure:
+            raise self.failure
+        return True
 
     def reached_before(self):
         return False
 
 
-def _broken_provider(failure):
-    """A provider with a programming error in check() / acquire(), or a real outage."""
+def _broken_provider(failure, host_failure=None):
+    """A provider with a programming error in check() / acquire(), or a real outage; its
+    machine's own check may fail too (``host_failure``)."""
 
     class Provider(MachineProvider):
         name = "broken"
@@ -189,7 +199,7 @@ def _broken_provider(failure):
             raise failure
 
         def host_for(self, machine, *, trust_new_key=False):
-            return _NeverReached()
+            return _ServerListens(host_failure)
 
         async def release(self, machine):
             type(self).released += 1
@@ -209,19 +219,31 @@ def _spawner_with(provider, **state):
     return sp
 
 
-def test_a_bug_while_polling_keeps_the_server_and_logs_its_traceback(caplog):
-    provider = _broken_provider(TypeError("a programming error"))
+@pytest.mark.parametrize("where", ["asking the provider", "checking the machine"])
+def test_a_bug_while_polling_keeps_the_server_and_logs_its_traceback(caplog, where):
+    bug = TypeError("a programming error")
+    provider = (_broken_provider(bug) if where == "asking the provider"
+                else _broken_provider(ConnectionRefusedError("cloud down"), host_failure=bug))
     sp = _spawner_with(provider, workdir="/w", server_port=8888)
     with caplog.at_level("ERROR"):
         assert asyncio.run(sp.poll()) is None  # still running, even with no grace at all
     assert provider.released == 0, "a bug must never release the user's machine"
-    record = next(r for r in caplog.records if "unexpectedly" in r.getMessage())
-    assert record.exc_info and record.exc_info[0] is TypeError
+    record = next(r for r in caplog.records if r.exc_info and r.exc_info[0] is TypeError)
+    assert "failed" in record.getMessage()
 
 
-def test_a_cloud_or_network_outage_past_the_grace_releases_the_machine():
+def test_a_cloud_outage_drops_no_server_whose_machine_answers():
     provider = _broken_provider(ConnectionRefusedError("cloud down"))
     sp = _spawner_with(provider, workdir="/w", server_port=8888)
+    assert asyncio.run(sp.poll()) is None  # however long: liveness comes from the server
+    assert provider.released == 0
+
+
+def test_a_cloud_and_machine_silent_past_the_grace_releases_the_machine_once():
+    down = ConnectionRefusedError("nobody answers")
+    provider = _broken_provider(down, host_failure=down)
+    sp = _spawner_with(provider, workdir="/w", server_port=8888)
+    assert asyncio.run(sp.poll()) == 0  # poll_grace is 0 here
     assert asyncio.run(sp.poll()) == 0
     assert provider.released == 1
 

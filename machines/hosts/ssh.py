@@ -20,7 +20,8 @@ import asyncssh
 from ..bootstrap import BootstrapRunner
 from ..errors import TunnelError
 from ..hostkeys import HostKeyStore
-from ..ssh import SshTarget, wait_for_ssh
+from ..errors import HostUnreachable
+from ..ssh import SshTarget, connect, describe, wait_for_ssh
 from .base import Host
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,18 @@ class SshHost(Host):
                 known = self.store.load(hop.trust_scope).get(hop.key_id)
                 if known:
                     self.pins[hop.key_id] = known
-        self.conns = await wait_for_ssh(self.target, self.pins, deadline_seconds=wait,
-                                        known_hosts_file=self.known_hosts_file)
+        if self.reached_before():
+            # a machine that accepted logins before answers at once or not at all: one attempt
+            # (a dead machine costs a poll ``wait`` seconds at most, not a retry loop)
+            try:
+                self.conns = await connect(self.target, self.pins, timeout=wait,
+                                           known_hosts_file=self.known_hosts_file)
+            except (OSError, asyncssh.Error, asyncio.TimeoutError) as e:
+                raise HostUnreachable(f"The machine {self.target.host} did not answer over SSH "
+                                      f"({describe(e)}).") from None
+        else:
+            self.conns = await wait_for_ssh(self.target, self.pins, deadline_seconds=wait,
+                                            known_hosts_file=self.known_hosts_file)
         for hop in hops:
             if hop.trust_scope and hop.key_id in self.pins:
                 self.store.pin(hop.trust_scope, hop.key_id, self.pins[hop.key_id])

@@ -51,7 +51,11 @@ def progress(message, **extra):
 
 
 class BootstrapError(Exception):
-    """A failure with a sentence for the user."""
+    """A failure with a sentence for the user; ``log`` holds the server log's last lines."""
+
+    def __init__(self, message, log=""):
+        Exception.__init__(self, message)
+        self.log = log
 
 
 def expand(path):
@@ -153,6 +157,23 @@ def listening(port):
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def cpu_seconds(pid):
+    """CPU time a process has used so far (what a starting server shows as progress)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def log_size(workdir):
+    try:
+        return os.path.getsize(os.path.join(workdir, LOG_FILE))
+    except OSError:
+        return 0
+
+
 def log_tail(workdir, lines=20):
     try:
         with open(os.path.join(workdir, LOG_FILE), errors="replace") as f:
@@ -190,18 +211,29 @@ def action_start(req):
                                 env=env, start_new_session=True, close_fds=True)
     with open(os.path.join(workdir, SERVER_FILE), "w") as f:
         json.dump({"pid": proc.pid, "port": port}, f)
-    deadline = time.time() + float(req.get("start_timeout", 60))
-    while time.time() < deadline:
+    # Waited for while it makes progress (uses CPU or writes its log), so fifty servers
+    # starting on shared CPUs all get there; given up after start_timeout without progress.
+    quiet_limit = float(req.get("start_timeout", 60))
+    hard_deadline = time.time() + float(req.get("start_timeout_max", 900))
+    last_progress, seen = time.time(), (cpu_seconds(proc.pid), log_size(workdir))
+    log_path = os.path.join(req["workdir"], LOG_FILE)
+    while True:
         code = proc.poll()
         if code is not None:
-            raise BootstrapError("The Jupyter server exited at start (code %s):\n%s"
-                                 % (code, log_tail(workdir)))
+            raise BootstrapError("The Jupyter server exited at start (code %s); its log is %s."
+                                 % (code, log_path), log_tail(workdir))
         if listening(port):
             return {"port": port, "pid": proc.pid, "python": python, "workdir": workdir}
+        now = time.time()
+        current = (cpu_seconds(proc.pid), log_size(workdir))
+        if current != seen:
+            last_progress, seen = now, current
+        if now - last_progress > quiet_limit or now > hard_deadline:
+            stop_pid(proc.pid)
+            raise BootstrapError("The Jupyter server did not start listening (no progress for "
+                                 "%ds); its log is %s." % (now - last_progress, log_path),
+                                 log_tail(workdir))
         time.sleep(0.1)
-    stop_pid(proc.pid)
-    raise BootstrapError("The Jupyter server did not listen within %ss:\n%s"
-                         % (req.get("start_timeout", 60), log_tail(workdir)))
 
 
 def stop_pid(pid, grace=5.0):
@@ -250,7 +282,7 @@ def main():
         result = ACTIONS[req["action"]](req)
         emit(RESULT, dict(result, ok=True))
     except BootstrapError as e:
-        emit(RESULT, {"ok": False, "error": str(e)})
+        emit(RESULT, {"ok": False, "error": str(e), "log": e.log})
     except Exception as e:  # anything else still reaches the hub as a readable line
         emit(RESULT, {"ok": False, "error": "%s: %s" % (type(e).__name__, e)})
 

@@ -145,6 +145,7 @@ class SshHost:
             start_offset = log.tell()
             try:
                 self._proc = sshd.spawn(self.netns, self.name, self.config_path, log)
+                self.network.cpu.add(self._proc.pid)
             finally:
                 log.close()
             self._record()

@@ -13,6 +13,7 @@ from typing import Iterable
 
 from tests.nethosts.access import VENV_PYTHON, check_state_dir, check_user_can_run, ensure_user
 from tests.nethosts.cleanup import cleanup_leftovers
+from tests.nethosts.cpushare import CpuShare
 from tests.nethosts.host import SshHost
 from tests.nethosts.netns import NetHostError, ip_batch, mac_for, run_ip
 
@@ -50,6 +51,9 @@ class TestNetwork:
         self._lock = threading.RLock()
         self._is_setup = False
         self.setup_seconds: float | None = None
+        # the hosts' CPU share, as if they had CPUs of their own (see cpushare.py)
+        self.cpu = CpuShare(f"nebulahub-hosts-{prefix}",
+                            float(os.environ.get("NEBULAHUB_TEST_HOST_CPU_SHARE", "0.2")))
         self.cleaned_leftovers: list[str] = []   # what setup() found and removed from a crashed run
 
     def __repr__(self) -> str:
@@ -98,6 +102,7 @@ class TestNetwork:
             # anything else carrying our prefix (e.g. a host whose creation failed halfway)
             self._cleanup_leftovers(record=False)
             shutil.rmtree(self.state_dir, ignore_errors=True)
+            self.cpu.remove()
             self._is_setup = False
 
     def _add_guard_route(self) -> None:

@@ -7,8 +7,11 @@ needed). Prints:
   image's prepared environment and with a fresh environment the bootstrap builds (offline wheels);
 * 10 concurrent spawns: total time, failures, hub REST API latency p50/p99 during the storm.
 
-Targets (issue 2): <= 5 s p50 prepared; no spawn fails in the storm; API p99 < 500 ms.
-Usage: python benchmarks/bench_spawn.py [--repeat 8] [--fresh 2] [--storm 10]
+Targets: <= 5 s p50 prepared; no spawn fails in the storm (50 at once: the summer school's
+size); hub API p99 < 500 ms during the storm, printed next to the idle p99 of the same run.
+The namespace VMs run with a small CPU share (printed) so they stand in for machines with CPUs
+of their own.
+Usage: python benchmarks/bench_spawn.py [--repeat 8] [--fresh 2] [--storm 50]
 """
 from __future__ import annotations
 
@@ -136,7 +139,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=8)
     ap.add_argument("--fresh", type=int, default=2)
-    ap.add_argument("--storm", type=int, default=10)
+    ap.add_argument("--storm", type=int, default=50)
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_spawn needs root (network namespaces, sshd)")

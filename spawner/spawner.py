@@ -298,6 +298,9 @@ class OpenNebulaSpawner(Spawner):
                 self.log.exception("Spawn of %s failed", self._log_name)
             else:
                 self.log.error("Spawn of %s failed: %s", self._log_name, error.log_message)
+            if getattr(e, "log", ""):
+                self.log.error("The last lines of the server log of %s:\n%s", self._log_name,
+                               e.log)
             await asyncio.shield(self._cleanup())
             self._remember(error.message, getattr(e, "log", ""))
             self._events = []  # the next spawn's progress starts empty

@@ -603,3 +603,28 @@ def test_a_nic_without_ip_fails_quickly_with_a_sentence(hub, cloud):
 
 def terminations_of(cloud, vm_id):
     return [c for c in cloud.calls if c.method == "one.vm.action" and c.args[-1] == vm_id]
+
+
+def test_a_group_without_create_template_permission_gets_a_sentence_and_no_vm(hub, cloud):
+    cloud.deny_template_create("hubacct")
+    try:
+        hub.create_user("perm")
+        before = len(cloud.vms)
+        assert hub.spawn("perm", options={"profile": "small"}).status_code == 202
+        failed = hub.progress("perm")[-1]
+    finally:
+        cloud.deny_template_create("hubacct", denied=False)
+    assert failed.get("failed") and "CREATE permission on templates" in failed["message"], failed
+    assert len(cloud.vms) == before
+
+
+def test_the_spawn_form_shows_the_global_quota_entry_not_a_clusters(hub, cloud):
+    from tests.browser import chromium_page, hub_login
+
+    cloud.set_quota("hubacct", vms=1, cpu=1, memory=1024, cluster_ids=[100])  # listed first
+    cloud.set_quota("hubacct", vms=4, cpu=6, memory=8192)
+    with chromium_page() as page:
+        hub_login(page, hub.url, "qform", "test-password")
+        page.wait_for_selector("table.nebulahub-quota", timeout=30_000)
+        quota = page.inner_text("table.nebulahub-quota")
+    assert "used of 4" in quota and "used of 6" in quota, quota

@@ -135,14 +135,20 @@ def test_a_cloud_outage_three_times_the_grace_drops_no_server_and_owed_releases_
             assert hub.spawn(u).status_code in (201, 202)
             assert hub.progress(u)[-1].get("ready"), hub.log()[-3000:]
         stopped_vm = hub.server_model("oc")["state"]["machine"]["vm_id"]
-        cloud.api_down(20)  # grace 6 s: more than three times
+        outage = 24  # the grace is 6 s: four times longer
+        back_at = time.monotonic() + outage
+        cloud.api_down(outage)
         time.sleep(1)
         hub.stop_server("oc")  # the user stops while the cloud cannot take the VM back
-        time.sleep(18)
+        time.sleep(2)
+        hub.kill()  # and the hub dies while the release is owed: it must not forget it
+        hub.start()
+        assert cloud.vms[stopped_vm].state != 6  # not yet: the cloud is still down
+        time.sleep(max(0.0, back_at - time.monotonic() - 1))
+        assert cloud.vms[stopped_vm].state != 6
         for u in ("oa", "ob"):
             assert hub.server_model(u)["ready"], f"{u}'s server was dropped during the outage"
             assert hub.get_via_proxy(f"/user/{u}/api/status", tokens[u]).status_code == 200
-        assert cloud.vms[stopped_vm].state != 6  # not yet: the cloud is down
         # the cloud is back: the owed release is paid without anybody doing anything
         wait_for(lambda: cloud.vms[stopped_vm].state == 6, 30, "the owed release was not paid")
         assert "retried until the cloud takes it" in hub.log()
@@ -202,3 +208,31 @@ def test_idle_servers_are_culled_and_give_their_vms_back(cloud, vm_python_env, n
         wait_for(lambda: cloud.vms[vm_id].state == 6, 30, "the culled server kept its VM")
     finally:
         hub.stop()
+
+
+def test_a_server_that_fails_to_start_says_so_briefly_and_shows_its_log_on_the_spawn_page(
+        cloud, vm_python_env, nethosts, tmp_path):
+    hub = start_hub(tmp_path / "hub", cloud, vm_python_env, nethosts,
+                    'c.OpenNebulaSpawner.args = ["--no-such-option-for-jupyter"]')
+    try:
+        hub.create_user("bad")
+        assert hub.spawn("bad").status_code in (201, 202)
+        failed = hub.progress("bad")[-1]
+        assert failed.get("failed"), failed
+        message = failed["message"]
+        assert "exited at start" in message and "server.log" in message, message
+        assert message.count("\n") <= 1 and len(message) < 400, message  # no log lines in it
+        state = stopped_state(hub, "bad")
+        assert "no-such-option" in state.get("notice_log", ""), state  # the log, for the user
+        assert "no-such-option" in hub.log()                            # and for the admin
+        # the spawn page shows the sentence and the log, as text
+        s = __import__("requests").Session()
+        s.get(f"{hub.url}/hub/login", timeout=30)
+        s.post(f"{hub.url}/hub/login", timeout=30, data={
+            "username": "bad", "password": "test-password", "_xsrf": s.cookies.get("_xsrf")})
+        page = s.get(f"{hub.url}/hub/spawn", timeout=30).text
+        assert "nebulahub-notice" in page and "exited at start" in page
+        assert "no-such-option" in page
+    finally:
+        hub.stop()
+    wait_for(lambda: not live_vms(cloud), 60, "VMs left behind")

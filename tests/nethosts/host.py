@@ -44,6 +44,7 @@ class SshHost:
         self.log_path = self.dir / "sshd.log"
         self.host_key_line = ""
         self.extra_users: list[str] = []   # accounts besides the ssh user that may log in
+        self.mounts: list[tuple[str, str]] = []   # bind mounts in sshd's own mount namespace
         self._proc: subprocess.Popen | None = None
         self._lock = threading.RLock()
         self._destroyed = False
@@ -113,6 +114,22 @@ class SshHost:
                 self._stop_locked()
                 self.start_sshd()
 
+    def set_mounts(self, mounts: Iterable[tuple[str, str]]) -> None:
+        """Bind mounts ``(source, target)`` (absolute paths; ``target`` must exist) made in a
+        mount namespace of this host's own, which sshd and all it starts live in: another host
+        (and the machine itself) keeps seeing what is really at ``target``. Applied when sshd
+        starts; restarted now if it is running. Destroying the host (or stopping sshd and
+        everything started over SSH) leaves no mount behind. ``[]``: no namespace of its own."""
+        mounts = [(str(source), str(target)) for source, target in mounts]
+        for source, target in mounts:
+            if not (source.startswith("/") and target.startswith("/")):
+                raise ValueError(f"mount {source} -> {target}: paths must be absolute")
+        with self._lock:
+            self.mounts = mounts
+            if self.sshd_running:
+                self._stop_locked()
+                self.start_sshd()
+
     def _record(self) -> None:
         """host.json: what a later setup() needs to clean up after a crash."""
         data = {
@@ -144,7 +161,8 @@ class SshHost:
             log = open(self.log_path, "ab")
             start_offset = log.tell()
             try:
-                self._proc = sshd.spawn(self.netns, self.name, self.config_path, log)
+                self._proc = sshd.spawn(self.netns, self.name, self.config_path, log,
+                                        self.mounts)
                 self.network.cpu.add(self._proc.pid)
             finally:
                 log.close()
@@ -202,6 +220,8 @@ class SshHost:
         """Run ``cmd`` inside this host (own hostname), as root or as ``user`` (runuser).
 
         Output is captured as bytes (``.stdout``/``.stderr``). Runs in the user's home if given.
+        With :meth:`set_mounts` and sshd running, ``cmd`` runs in sshd's mount namespace, seeing
+        what a login sees.
         """
         if not cmd:
             raise ValueError("run() needs a command")
@@ -211,8 +231,13 @@ class SshHost:
             import pwd
             inner = ["runuser", "-u", user, "--"] + inner
             cwd = pwd.getpwnam(user).pw_dir
-        full = ["ip", "netns", "exec", self.netns, "unshare", "--uts", "sh", "-c",
-                'hostname "$0" && exec "$@"', self.name] + inner
+        pid = self.sshd_pid if self.mounts else None
+        if pid is not None:  # sshd's namespaces: network, hostname and mounts
+            full = ["nsenter", "--target", str(pid), "--net", "--uts", "--mount",
+                    f"--wdns={cwd}"] + inner
+        else:
+            full = ["ip", "netns", "exec", self.netns, "unshare", "--uts", "sh", "-c",
+                    'hostname "$0" && exec "$@"', self.name] + inner
         res = subprocess.run(full, input=input, capture_output=True, timeout=timeout, cwd=cwd, env=env)
         if check and res.returncode != 0:
             raise subprocess.CalledProcessError(res.returncode, list(cmd), res.stdout, res.stderr)

@@ -5,6 +5,7 @@ import contextlib
 import os
 import subprocess
 from pathlib import Path
+from typing import Iterable
 
 SSHD = "/usr/sbin/sshd"
 
@@ -75,17 +76,30 @@ def authorized_keys_text(keys) -> str:
 HOST_NICENESS = 10
 
 
-def spawn(netns: str, hostname: str, config_path: Path, log) -> subprocess.Popen:
+def spawn(netns: str, hostname: str, config_path: Path, log,
+          mounts: Iterable[tuple[str, str]] = ()) -> subprocess.Popen:
     """Start sshd in ``netns`` with its own UTS namespace (hostname), logging to file ``log``.
+
+    ``mounts`` (``(source, target)`` pairs) are bind-mounted before sshd starts, in a mount
+    namespace of sshd's own (``unshare --mount --propagation private``): sshd and everything
+    started over SSH see them, nothing else does, and they vanish with the namespace's last
+    process. Without mounts sshd stays in the mount namespace ``ip netns exec`` gives it.
 
     ip netns exec, nice, unshare (no --fork) and sh all exec: Popen.pid is sshd's pid.
     """
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    mounts = [(str(source), str(target)) for source, target in mounts]
+    unshare = ["unshare", "--uts"]
+    if mounts:
+        unshare += ["--mount", "--propagation", "private"]
+    # $1 hostname, $2 sshd, $3 config, then source/target pairs; a failed mount ends the start
+    script = ('hostname "$1" && name="$2" && config="$3" && shift 3 && '
+              'while [ $# -gt 0 ]; do mount --bind "$1" "$2" || exit 1; shift 2; done && '
+              'exec "$name" -D -e -f "$config"')
     return subprocess.Popen(
-        ["ip", "netns", "exec", netns, "nice", "-n", str(HOST_NICENESS), "unshare", "--uts",
-         "sh", "-c",
-         'hostname "$1" && exec "$2" -D -e -f "$3"', "sh", hostname, SSHD,
-         str(config_path)],
+        ["ip", "netns", "exec", netns, "nice", "-n", str(HOST_NICENESS), *unshare,
+         "sh", "-c", script, "sh", hostname, SSHD, str(config_path),
+         *[path for pair in mounts for path in pair]],
         stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd="/",
         start_new_session=True,
     )

@@ -120,6 +120,8 @@ def _load_code(path: Path, fmt: str, options: dict) -> str:
             args.append(f"skiprows={int(options['skiprows'])!r}")
         if options.get("names"):
             args.append(f"names={[str(n) for n in options['names']]!r}")
+        if options.get("skip_bad_lines") is True:
+            args.append("on_bad_lines='skip'")
         return "df = pd.read_csv(" + ", ".join(args) + ")\ndf.head()"
     if fmt == "parquet":
         return f"df = pd.read_parquet({str(path)!r})\ndf.head()"

@@ -38,6 +38,7 @@ class TextOptions:
     names: list[str] = field(default_factory=list)
     comment: str | None = "#"
     skiprows: int = 0
+    skip_bad_lines: bool = False  # lines with too many values (or text in a number column) are skipped, counted
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,6 +58,8 @@ class TextOptions:
             kw["header"] = None
         if self.names:
             kw["names"] = list(self.names)
+        if self.skip_bad_lines:
+            kw["on_bad_lines"] = "skip"
         return kw
 
 

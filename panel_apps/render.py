@@ -3,43 +3,43 @@
 Two modes, never a silent sample:
 
 * **standard** — every row becomes a Bokeh glyph, built with hvPlot (full Bokeh interactivity);
-* **rasterized** — Datashader aggregates all rows on the server into an image the size of the plot;
-  every zoom or pan (Bokeh ``RangesUpdate``) re-aggregates the new range. Log axes are binned in
-  log space by Datashader itself (``x_axis_type='log'``), because HoloViews' ``rasterize`` ignores
-  them (holoviews#2195). The image keeps the raw counts/means so hover shows values; colours are
-  mapped with Bokeh's equal-histogram mapper (what Datashader's ``eq_hist`` does on the server).
+* **rasterized** — all rows are aggregated on the server into an image the size of the plot
+  (:mod:`panel_apps.aggregate`: Datashader, or its numpy twin while Datashader's kernels are not
+  compiled yet); every zoom or pan (Bokeh ``RangesUpdate``) re-aggregates the new range. Log axes
+  are binned in log space, because HoloViews' ``rasterize`` ignores them (holoviews#2195). The
+  image keeps the raw counts/means so hover shows values; colours are mapped with Bokeh's
+  equal-histogram mapper (what Datashader's ``eq_hist`` does on the server), with a colour bar.
+  Markers keep their size (in pixels) and shape: each row's pixel is spread over the marker.
 
+Axis ranges come from the cache's column statistics when the table carries them
+(``frame.attrs["column_stats"]``), so the first frame of millions of rows makes no pass over them.
 Histograms bin all rows with numpy and re-bin the visible range on zoom; 2-D histograms are a rasterized view with ``bins`` x ``bins``
 pixels. Rows that a log axis cannot show (values <= 0) are counted and reported, not dropped quietly.
 
 Every function here takes the settings dict, never the spec: the notebook exporter writes code
 from the same dict, so the plot on screen and the exported code agree by construction.
+Datashader and HoloViews are imported when first needed, not with this module.
 """
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 from typing import Callable
 
-import datashader as ds
-import datashader.transfer_functions as tf
 import numpy as np
 import pandas as pd
 from bokeh.events import RangesUpdate
-from bokeh.models import ColorBar, ColumnDataSource, EqHistColorMapper, HoverTool, Range1d
+from bokeh.models import ColorBar, ColumnDataSource, CustomJSHover, EqHistColorMapper, HoverTool, Range1d
 from bokeh.plotting import figure
 
+from . import aggregate as engine
 from . import text
 from .settings import PALETTE_STEPS, RASTERIZED, STANDARD, hvplot_keywords
 
 __all__ = ["RASTERIZED", "STANDARD", "Aggregate", "RasterFigure", "aggregate", "choose_mode", "histogram",
            "histogram_bins", "log_hidden_rows", "palette", "shade_image", "standard_plot", "start_warm_up"]
 _MARGIN_X, _MARGIN_Y = 70, 60  # room Bokeh takes for axes/title, so one pixel is one bin
-# Datashader's compile caches are not safe to fill from two threads at once (seen as garbled
-# dimension errors while the warm-up thread runs): one aggregation at a time per process.
-_DATASHADER = threading.RLock()
-_WARMING: threading.Thread | None = None
+_COLOUR_BAR_WIDTH = 90  # the colour bar and its labels, right of the plot
 
 
 def choose_mode(spec, n_rows: int, threshold: int) -> str:
@@ -54,30 +54,19 @@ def choose_mode(spec, n_rows: int, threshold: int) -> str:
 
 
 def warm_up() -> None:
-    """Compile Datashader's numba kernels now, so the first real plot is not 1 s slower."""
-    with _DATASHADER:
-        _warm_up()
-
-
-def _warm_up() -> None:
-    frame = _as_xyc(pd.DataFrame({"a": np.linspace(1, 2, 64), "b": np.linspace(1, 2, 64)}), "a", "b", "a")
-    # each (glyph, reduction, axis types) is its own ~1 s compile: warm the common ones, the rest
-    # compile on first use. Float ranges, like real ones: numba specializes on argument types.
-    for xt, yt in (("linear", "linear"), ("log", "linear"), ("linear", "log"), ("log", "log")):
-        canvas = ds.Canvas(8, 8, x_range=(1.0, 2.0), y_range=(1.0, 2.0), x_axis_type=xt, y_axis_type=yt)
-        agg = canvas.points(frame, "x", "y", ds.count())
-        if xt == yt == "linear":
-            canvas.points(frame, "x", "y", ds.mean("c"))
-            canvas.line(frame, "x", "y", ds.count())
-    tf.shade(agg, how="eq_hist")
-    tf.spread(agg.astype(np.float32), px=1, how="add")
-    tf.spread(agg.astype(np.float32), px=1, how="max")
+    """Compile Datashader's kernels now (see :func:`panel_apps.aggregate.warm_up`)."""
+    engine.warm_up()
 
 
 def log_hidden_rows(frame: pd.DataFrame, settings: dict) -> int:
     """Rows a log axis cannot show (value <= 0 or not finite on a log axis)."""
-    hidden = np.zeros(len(frame), dtype=bool)
     opts = settings["options"]
+    stats = frame.attrs.get("column_stats", {})
+    if all(not opts[f"log{a}"] or settings[a] is None or (settings[a] in stats and stats[settings[a]].lo > 0
+                                                          and stats[settings[a]].not_finite == 0)
+           for a in ("x", "y")):
+        return 0  # known from the cache's statistics: no pass over the rows
+    hidden = np.zeros(len(frame), dtype=bool)
     if opts["logx"] and settings["x"] in frame:
         hidden |= ~(frame[settings["x"]].to_numpy() > 0)
     if opts["logy"] and settings["y"] is not None and settings["y"] in frame:
@@ -85,14 +74,29 @@ def log_hidden_rows(frame: pd.DataFrame, settings: dict) -> int:
     return int(hidden.sum())
 
 
+def column_range(frame: pd.DataFrame, column: str, log: bool) -> tuple[float, float]:
+    """The padded extent of ``column``: from the cache's statistics when the table has them."""
+    stats = frame.attrs.get("column_stats", {}).get(column)
+    if stats is not None:
+        lo, hi = (stats.lo_positive if log else stats.lo), stats.hi
+        if math.isnan(lo) or math.isnan(hi) or (log and hi <= 0):
+            raise ValueError("no finite values" + (" above zero for the log axis" if log else ""))
+        return _padded(lo, hi, log)
+    return data_range(frame[column].to_numpy(), log)
+
+
 def data_range(values: np.ndarray, log: bool) -> tuple[float, float]:
     """Finite (and, for log axes, positive) extent of ``values``, padded so edge points show."""
-    v = values[np.isfinite(values)]
-    if log:
-        v = v[v > 0]
-    if v.size == 0:
-        raise ValueError("no finite values" + (" above zero for the log axis" if log else ""))
-    lo, hi = float(v.min()), float(v.max())
+    with np.errstate(invalid="ignore"):
+        keep = np.isfinite(values) & (values > 0) if log else np.isfinite(values)
+        if not keep.any():
+            raise ValueError("no finite values" + (" above zero for the log axis" if log else ""))
+        lo = float(np.min(values, where=keep, initial=np.inf))
+        hi = float(np.max(values, where=keep, initial=-np.inf))
+    return _padded(lo, hi, log)
+
+
+def _padded(lo: float, hi: float, log: bool) -> tuple[float, float]:
     if log:
         llo, lhi = math.log10(lo), math.log10(hi)
         pad = (lhi - llo) * 0.02 or 0.5
@@ -113,66 +117,59 @@ class Aggregate:
 
 
 def aggregate(frame: pd.DataFrame, settings: dict, x_range, y_range, width: int, height: int) -> Aggregate:
-    """Aggregate all rows of ``frame`` that fall in the ranges into a ``width`` x ``height`` image."""
-    with _DATASHADER:
-        return _aggregate(frame, settings, x_range, y_range, width, height)
+    """Aggregate all rows of ``frame`` that fall in the ranges into a ``width`` x ``height`` image.
 
-
-def _aggregate(frame: pd.DataFrame, settings: dict, x_range, y_range, width: int, height: int) -> Aggregate:
+    Never waits for a compiler: see :mod:`panel_apps.aggregate`.
+    """
     opts = settings["options"]
-    canvas = ds.Canvas(plot_width=max(1, int(width)), plot_height=max(1, int(height)),
-                       x_range=tuple(x_range), y_range=tuple(y_range),
-                       x_axis_type="log" if opts["logx"] else "linear", y_axis_type="log" if opts["logy"] else "linear")
+    grid = engine.Grid(max(1, int(width)), max(1, int(height)), tuple(map(float, x_range)), tuple(map(float, y_range)),
+                       bool(opts["logx"]), bool(opts["logy"]))
     mean = settings["aggregator"] == "mean"
-    glyph = canvas.line if settings["method"] == "line" else canvas.points
-    frame = _as_xyc(frame, settings["x"], settings["y"], settings["c"] if mean else None)
-    agg = glyph(frame, "x", "y", agg=ds.mean("c") if mean else ds.count())
-    counts = agg if not mean else glyph(frame, "x", "y", agg=ds.count())
-    rows = int(counts.values.sum()) if settings["method"] != "line" else _rows_inside(frame, x_range, y_range)
-    image = agg.values.astype(np.float32)
+    x, y = _floats(frame, settings["x"]), _floats(frame, settings["y"])
+    c = _floats(frame, settings["c"]) if mean else None
+    line = settings["method"] == "line"
+    counts, means = (engine.lines if line else engine.points)(x, y, grid, c)
+    rows = int(counts.sum()) if not line else _rows_inside(x, y, x_range, y_range)
+    image = means if mean else counts.astype(np.float64)
     if settings["spread"]:
-        image = tf.spread(agg.astype(np.float32), px=settings["spread"], how="max" if mean else "add").values
+        image = engine.spread(image, engine.marker_mask(settings.get("marker", "circle"), settings["spread"]),
+                              "max" if mean else "add")
+    image = image.astype(np.float32)
     if not mean:
         image[image == 0] = np.nan
     return Aggregate(image, tuple(map(float, x_range)), tuple(map(float, y_range)), rows,
                      settings["hover"]["value"] if settings["hover"] else "rows")
 
 
-def _as_xyc(frame: pd.DataFrame, x: str, y: str, colour: str | None) -> pd.DataFrame:
-    """The plotted columns under fixed names, as float64 (no copy for float64 columns).
-
-    Datashader compiles a numba kernel per column *name* and dtype (~0.4 s each on this machine);
-    fixed names and one dtype let the start-up warm-up cover every plot a student can make.
-    """
-    cols = {"x": x, "y": y, **({"c": colour} if colour else {})}
-    return pd.DataFrame({k: frame[v].to_numpy(dtype=np.float64, copy=False) for k, v in cols.items()}, copy=False)
+def _floats(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """The column as float64 values: a view of the cache's mapping for cached columns (no copy)."""
+    return frame[column].to_numpy(dtype=np.float64, copy=False)
 
 
 def shade_image(image: np.ndarray, settings: dict):
-    """An RGB PIL image of an aggregate, coloured like the browser view (eq_hist, white background)."""
+    """An RGB PIL image of an aggregate, coloured like the browser view (eq_hist), empty pixels white."""
+    import datashader.transfer_functions as tf
     import xarray as xr
     opts = settings["options"]
-    arr = xr.DataArray(np.nan_to_num(image, nan=0.0), dims=("y", "x"))
-    with _DATASHADER:
+    arr = xr.DataArray(image.astype(np.float64), dims=("y", "x"))  # NaN: no row there, left transparent
+    with engine.DATASHADER_LOCK:
         shaded = tf.shade(arr, cmap=palette(opts["cmap"]), how=opts["cnorm"],
                           min_alpha=int(255 * 0.4 * opts["alpha"]) + 40)
         return tf.set_background(shaded, "white").to_pil().convert("RGB")
 
 
 def start_warm_up() -> None:
-    """Run :func:`warm_up` once per process in a background thread (the page shows meanwhile)."""
-    global _WARMING
-    with _DATASHADER:
-        if _WARMING is not None:
-            return
-        _WARMING = threading.Thread(target=warm_up, name="numba-warm-up", daemon=True)
-        _WARMING.start()
+    """Compile Datashader's kernels in a background thread, once per process (see :mod:`panel_apps.aggregate`)."""
+    engine.start_warm_up()
 
 
-def _rows_inside(frame: pd.DataFrame, x_range, y_range) -> int:
+def _rows_inside(x: np.ndarray, y: np.ndarray, x_range, y_range) -> int:
     """Rows inside the view (a line's pixel counts say how many segments cross, not rows)."""
-    x, y = frame["x"].to_numpy(), frame["y"].to_numpy()
-    return int(((x >= x_range[0]) & (x <= x_range[1]) & (y >= y_range[0]) & (y <= y_range[1])).sum())
+    inside = 0
+    for start in range(0, len(x), engine.CHUNK_ROWS):
+        xs, ys = x[start:start + engine.CHUNK_ROWS], y[start:start + engine.CHUNK_ROWS]
+        inside += int(((xs >= x_range[0]) & (xs <= x_range[1]) & (ys >= y_range[0]) & (ys <= y_range[1])).sum())
+    return inside
 
 
 def palette(cmap) -> list[str]:
@@ -194,8 +191,8 @@ class RasterFigure:
         opts = settings["options"]
         self.logx, self.logy = opts["logx"], opts["logy"]
         self.bins = (settings["bins"], settings["bins"]) if settings["bins"] else None
-        x0 = data_range(frame[settings["x"]].to_numpy(), self.logx)
-        y0 = data_range(frame[settings["y"]].to_numpy(), self.logy)
+        x0 = column_range(frame, settings["x"], self.logx)
+        y0 = column_range(frame, settings["y"], self.logy)
         self.source = ColumnDataSource({"image": [], "x": [], "y": [], "dw": [], "dh": []})
         fig = figure(width=opts["width"], height=opts["height"], title=text.shown_title(opts["title"]) or None,
                      x_axis_type="log" if self.logx else "linear", y_axis_type="log" if self.logy else "linear",
@@ -211,14 +208,20 @@ class RasterFigure:
         hover = settings["hover"]
         self.value_name = hover["value"]
         if "hover" in opts["tools"]:
-            fig.add_tools(HoverTool(renderers=[image], tooltips=[  # labels are set as text: no escaping needed
-                (hover["x"], "$x{0.[000]e}"), (hover["y"], "$y{0.[000]e}"), (hover["value"], "@image{0,0.[000]}")]))
+            # an empty pixel holds no row: '0' rows, or '–' for a mean, never 'NaN'
+            empty = "'–'" if settings["aggregator"] == "mean" else "'0'"
+            value = CustomJSHover(code=f"return Number.isFinite(value) ? value.toLocaleString('en', "
+                                       f"{{maximumSignificantDigits: 6}}) : {empty};")
+            fig.add_tools(HoverTool(renderers=[image], formatters={"@image": value}, tooltips=[
+                # labels are set as text: no escaping needed
+                (hover["x"], "$x{0.[000]e}"), (hover["y"], "$y{0.[000]e}"), (hover["value"], "@image{custom}")]))
         if opts["colorbar"]:
             fig.add_layout(ColorBar(color_mapper=self.mapper, title=opts.get("clabel")), "right")
         fig.on_event(RangesUpdate, self._on_ranges)
         self.figure = fig
         self.last: Aggregate | None = None
         self._pending = None
+        self._zoomed = False
         self.render(x0, y0)
 
     def canvas_size(self) -> tuple[int, int]:
@@ -226,7 +229,21 @@ class RasterFigure:
         if self.bins:
             return self.bins
         opts = self.settings["options"]
-        return max(50, opts["width"] - _MARGIN_X), max(50, opts["height"] - _MARGIN_Y)
+        bar = _COLOUR_BAR_WIDTH if opts["colorbar"] else 0
+        return max(50, opts["width"] - _MARGIN_X - bar), max(50, opts["height"] - _MARGIN_Y)
+
+    def show_rows(self, frame: pd.DataFrame) -> Aggregate:
+        """Draw ``frame`` instead (more rows of a file being converted); the view keeps the
+        student's zoom, else follows the data's new extent."""
+        self.frame = frame
+        if not self._zoomed:
+            x0 = column_range(frame, self.settings["x"], self.logx)
+            y0 = column_range(frame, self.settings["y"], self.logy)
+            self.figure.x_range.update(start=x0[0], end=x0[1])
+            self.figure.y_range.update(start=y0[0], end=y0[1])
+            self._zoomed = False
+            return self.render(x0, y0)
+        return self.render(self.last.x_range, self.last.y_range)
 
     def render(self, x_range, y_range) -> Aggregate:
         """Aggregate the given ranges and push the image to the browser."""
@@ -242,6 +259,7 @@ class RasterFigure:
         if None in (event.x0, event.x1, event.y0, event.y1):
             return
         self._pending = ((event.x0, event.x1), (event.y0, event.y1))
+        self._zoomed = True
         doc = self.figure.document
         if doc is None or getattr(doc, "session_context", None) is None:
             self._flush()

@@ -53,8 +53,9 @@ def plot_settings(spec, mode: str) -> dict:
     * ``bins`` — bins per axis for histograms, else None;
     * ``rasterize`` — True when all rows are aggregated on the server into an image (Datashader);
       ``aggregator`` — then what each pixel holds: ``"count"`` of rows or ``"mean"`` of ``c``;
-    * ``spread`` — pixels a rasterized point is widened by, so the marker size shows (the app's
-      own view; hvPlot has no fixed spread, so the notebook shows single pixels);
+    * ``spread`` — the marker size in pixels a rasterized point is widened to (0: one pixel),
+      ``marker`` — the shape it is widened with (the app's own view; hvPlot has no fixed spread,
+      so the notebook shows single pixels);
     * ``hover`` — the hover labels of a rasterized view: x, y and the pixel value, as text;
     * ``options`` — the look: keyword arguments given unchanged to hvPlot or ``.opts()``.
 
@@ -73,10 +74,11 @@ def plot_settings(spec, mode: str) -> dict:
         settings.update(bins=spec.bins, options=dict(color=spec.color, **look, tools=["hover"], framewise=False))
     elif rasterize:
         colour = dict(cmap=COLOUR_MAP, colorbar=True, clabel=text.canvas(colour_by)) if colour_by \
-            else dict(cmap=shades_of(spec.color), colorbar=False)
+            else dict(cmap=shades_of(spec.color), colorbar=True, clabel="rows")
         settings.update(aggregator="mean" if colour_by else "count",
                         bins=spec.bins if kind == "hist2d" else None,
-                        spread=min(int(spec.size // 4), 6) if kind == "scatter" else 0,
+                        spread=int(spec.size) if kind == "scatter" and spec.size > 1 else 0,
+                        marker=spec.marker if kind == "scatter" else "circle",
                         hover=dict(x=spec.xlabel or spec.x, y=spec.ylabel or spec.y,
                                    value=f"mean {colour_by}" if colour_by else "rows"),
                         options=dict(**colour, cnorm="eq_hist", tools=["hover"], **look))
@@ -85,8 +87,8 @@ def plot_settings(spec, mode: str) -> dict:
     else:  # scatter, or a line coloured by a column: Bokeh colours a line with one colour only, so points
         colour = dict(cmap=COLOUR_MAP, colorbar=True, clabel=text.canvas(colour_by)) if colour_by \
             else dict(color=spec.color)
-        settings.update(method="scatter", options=dict(
-            marker=spec.marker if kind == "scatter" else "circle", size=spec.size, hover_cols=[], **colour,
+        settings.update(method="scatter", options=dict(  # hvPlot's size is an area: the square of the pixels
+            marker=spec.marker if kind == "scatter" else "circle", size=spec.size ** 2, hover_cols=[], **colour,
             responsive=False, **look))
     return settings
 

@@ -30,7 +30,7 @@ MODES = ["auto", "standard", "rasterized"]
 MARKERS = ["circle", "square", "triangle", "diamond", "inverted_triangle", "cross", "x", "star", "hex"]
 SPEC_VERSION = 1
 MAX_NAME_LENGTH = 100
-READER_OPTIONS = ("delimiter", "header", "names", "comment", "skiprows", "dataset", "tree")
+READER_OPTIONS = ("delimiter", "header", "names", "comment", "skiprows", "skip_bad_lines", "dataset", "tree")
 
 
 class SpecError(ValueError):
@@ -269,8 +269,8 @@ def check_reader(reader) -> dict:
         if key == "delimiter" and value not in TEXT_DELIMITERS:
             raise SpecError("reader", f"Reader option 'delimiter' must be one of "
                                       f"{', '.join(repr(d) for d in TEXT_DELIMITERS)}, not {value!r}.")
-        if key == "header" and not isinstance(value, bool):
-            raise SpecError("reader", f"Reader option 'header' must be true or false, not {value!r}.")
+        if key in ("header", "skip_bad_lines") and not isinstance(value, bool):
+            raise SpecError("reader", f"Reader option '{key}' must be true or false, not {value!r}.")
         if key == "names" and not (isinstance(value, list) and all(isinstance(n, str) for n in value)
                                    and len(set(value)) == len(value)):
             raise SpecError("reader", "Reader option 'names' must be a list of different column names.")

@@ -119,7 +119,7 @@ def test_the_previous_file_is_closed_when_the_student_opens_another(roots):
 # ----------------------------------------------------------------- a conversion is complete or nothing
 @pytest.mark.parametrize("change", ["cut short", "appended to"])
 def test_a_text_file_changed_while_it_converts_is_reported_and_no_cache_is_kept(tmp_path, change):
-    from panel_apps.ingest import ensure_parquet
+    from panel_apps.ingest import ensure_cache
     from panel_apps.loaders import LoadError, sniff_text
     from panel_apps.sample_data import main as sample_data
     path = tmp_path / "still-writing.txt"
@@ -135,40 +135,48 @@ def test_a_text_file_changed_while_it_converts_is_reported_and_no_cache_is_kept(
                     fh.write(b" 1.000000e+00" * 12 + b"\n")
 
     with pytest.raises(LoadError, match="changed while it was being converted"):
-        ensure_parquet(path, options, None, tmp_path / "cache", the_lab_program_writes_meanwhile, chunk_rows=1000)
+        ensure_cache(path, options, None, tmp_path / "cache", the_lab_program_writes_meanwhile, chunk_rows=1000)
     assert list((tmp_path / "cache").iterdir()) == []  # no cache, not even a partial one
 
 
 # ----------------------------------------------------------------- the cache belongs to its user
 def _converted(tmp_path, name="run.txt", rows=200):
-    from panel_apps.ingest import ensure_parquet
     from panel_apps.loaders import sniff_text
     from panel_apps.sample_data import main as sample_data
     path = tmp_path / name
     if not path.exists():
         sample_data(["--out", str(path), "--rows", str(rows)])
     options = sniff_text(path)
-    return path, options, ensure_parquet(path, options, None, tmp_path / "cache")
+    return path, options, ensure_cache(path, options, None, tmp_path / "cache").path
+
+
+def ensure_cache(*args, **kwargs):
+    from panel_apps.ingest import ensure_cache as ensure
+    return ensure(*args, **kwargs)
+
+
+def _rows(entry) -> int:
+    import json
+    return json.loads((entry / "meta.json").read_text())["rows"]
 
 
 def test_the_cache_folder_is_private_to_its_user(tmp_path):
-    from panel_apps.ingest import ensure_parquet
     from panel_apps.loaders import LoadError
     path, options, cache = _converted(tmp_path)
     folder = tmp_path / "cache"
     assert cache.parent == folder and folder.stat().st_mode & 0o777 == 0o700
     assert folder.stat().st_uid == os.geteuid()
     os.chmod(folder, 0o777)  # opened up by hand: repaired
-    ensure_parquet(path, options, None, folder)
+    ensure_cache(path, options, None, folder)
     assert folder.stat().st_mode & 0o777 == 0o700
     theirs = tmp_path / "theirs"
     theirs.mkdir(mode=0o700)
     os.chown(theirs, 12345, 12345)  # (tests run as root) a folder another user made first
     with pytest.raises(LoadError, match="belongs to another user"):
-        ensure_parquet(path, options, None, theirs)
+        ensure_cache(path, options, None, theirs)
     (tmp_path / "linked").symlink_to(theirs)
     with pytest.raises(LoadError, match="is a link"):
-        ensure_parquet(path, options, None, tmp_path / "linked")
+        ensure_cache(path, options, None, tmp_path / "linked")
 
 
 def test_a_shared_cache_folder_gets_a_private_folder_per_user(tmp_path):
@@ -188,43 +196,54 @@ def test_a_shared_cache_folder_gets_a_private_folder_per_user(tmp_path):
     asyncio.run(app.load())
     assert not error_text(app), app.error
     mine = shared / pwd.getpwuid(os.geteuid()).pw_name
-    assert app.source.parquet.parent == mine and mine.stat().st_mode & 0o777 == 0o700
+    assert app.source.cached.path.parent == mine and mine.stat().st_mode & 0o777 == 0o700
 
 
-def test_a_planted_cache_file_is_not_trusted(tmp_path):
-    import pyarrow.parquet as pq
-
-    from panel_apps.ingest import ensure_parquet
+@pytest.mark.parametrize("planted", ["folder", "file", "link"])
+def test_a_planted_cache_entry_is_not_trusted(tmp_path, planted):
+    import json
+    import shutil
     path, options, cache = _converted(tmp_path)
-    pd.DataFrame({"t": [666.0]}).to_parquet(cache)  # someone's data under the predictable name
-    assert ensure_parquet(path, options, None, tmp_path / "cache") == cache
-    assert pq.ParquetFile(cache).metadata.num_rows == 200  # converted again from the source
+    shutil.rmtree(cache)
+    if planted == "folder":  # someone's data under the predictable name, recording no source
+        cache.mkdir()
+        np.full(1, 666.0).tofile(cache / "c0.f64")
+        (cache / "meta.json").write_text(json.dumps({"format": 1, "rows": 1, "names": ["t"], "stats": {}}))
+    elif planted == "file":
+        pd.DataFrame({"t": [666.0]}).to_parquet(cache)
+    else:
+        (tmp_path / "elsewhere").mkdir()
+        cache.symlink_to(tmp_path / "elsewhere")
+    entry = ensure_cache(path, options, None, tmp_path / "cache")
+    assert entry.path == cache and cache.is_dir() and not cache.is_symlink()
+    assert entry.rows == _rows(cache) == 200 and 666.0 not in entry.column("t")  # converted again from the source
 
 
-def test_a_cache_file_made_for_another_source_is_not_trusted(tmp_path):
+def test_a_cache_entry_made_for_another_source_is_not_trusted(tmp_path):
     import shutil
 
-    import pyarrow.parquet as pq
-
-    from panel_apps.ingest import cache_path, ensure_parquet
+    from panel_apps.ingest import cache_path
     other, options, other_cache = _converted(tmp_path, "other.txt", rows=50)
     path, _, _ = _converted(tmp_path, "run.txt", rows=200)
     target = cache_path(path, options, tmp_path / "cache")
-    shutil.copyfile(other_cache, target)  # a well-formed cache, recording another file's identity
-    assert ensure_parquet(path, options, None, tmp_path / "cache") == target
-    assert pq.ParquetFile(target).metadata.num_rows == 200
+    shutil.rmtree(target)
+    shutil.copytree(other_cache, target)  # a well-formed cache, recording another file's identity
+    assert ensure_cache(path, options, None, tmp_path / "cache").path == target
+    assert _rows(target) == 200
 
 
-def test_a_cache_file_owned_by_another_user_is_not_trusted(tmp_path):
-    import pyarrow.parquet as pq
-
-    from panel_apps.ingest import ensure_parquet
+def test_a_cache_entry_owned_by_another_user_is_not_trusted(tmp_path):
     path, options, cache = _converted(tmp_path)
-    pq.write_table(pq.read_table(cache).slice(0, 10), cache.with_suffix(".tmp"))
-    os.replace(cache.with_suffix(".tmp"), cache)
-    os.chown(cache, 12345, 12345)  # right name, but not written by this user
-    assert ensure_parquet(path, options, None, tmp_path / "cache") == cache
-    assert cache.stat().st_uid == os.geteuid() and pq.ParquetFile(cache).metadata.num_rows == 200
+    for part in [cache, *cache.iterdir()]:
+        os.chown(part, 12345, 12345)  # right name and content, but not written by this user
+    entry = ensure_cache(path, options, None, tmp_path / "cache")
+    assert entry.path == cache and cache.stat().st_uid == os.geteuid() and entry.rows == 200
+    assert all(p.stat().st_uid == os.geteuid() for p in cache.iterdir())
+    (cache / "c0.f64").unlink()
+    (cache / "c0.f64").symlink_to(cache / "c1.f64")  # a column swapped for a link
+    assert ensure_cache(path, options, None, tmp_path / "cache").column("t")[1] != \
+        ensure_cache(path, options, None, tmp_path / "cache").column("q1")[1]
+    assert not (cache / "c0.f64").is_symlink()
 
 
 # ----------------------------------------------------------------- a small file cannot make the server allocate gigabytes

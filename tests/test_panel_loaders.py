@@ -6,11 +6,10 @@ import os
 import h5py
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 
 from panel_apps.dataset import DataSource
-from panel_apps.ingest import cache_path, ensure_parquet
+from panel_apps.ingest import cache_path, ensure_cache
 from panel_apps.loaders import LoadError, TextOptions, preview, read_columns, sniff_text
 from panel_apps.paths import AllowedRoots, PathRefused
 from panel_apps.sample_data import main as sample_data_main
@@ -58,21 +57,38 @@ def test_sniffing_can_be_overridden(tmp_path):
     assert list(forced.frame.columns) == ["x", "y"] and len(forced.frame) == 3  # header row read as data
 
 
-def test_text_is_converted_once_to_parquet_with_progress(tmp_path):
+def test_text_is_converted_once_to_the_columnar_cache_with_progress(tmp_path):
     path = tmp_path / "josephson.txt"
     assert sample_data_main(["--out", str(path), "--rows", "2500"]) == 0
     opts = sniff_text(path)
     seen = []
-    cache = ensure_parquet(path, opts, None, tmp_path / "cache", lambda f, r: seen.append((f, r)), chunk_rows=1000)
-    assert pq.ParquetFile(cache).metadata.num_rows == 2500
+    cache = ensure_cache(path, opts, None, tmp_path / "cache", lambda f, r: seen.append((f, r)), chunk_rows=1000)
+    assert cache.rows == 2500
     assert seen[-1] == (1.0, 2500) and len(seen) >= 3  # one report per chunk, then done
     direct = pd.read_csv(path, **opts.pandas_kwargs())
-    assert np.allclose(pq.read_table(cache).to_pandas()["q3"], direct["q3"])
+    assert np.allclose(cache.column("q3"), direct["q3"])
+    assert cache.stats["q3"].lo == direct["q3"].min() and cache.stats["q3"].hi == direct["q3"].max()
     seen.clear()
-    assert ensure_parquet(path, opts, None, tmp_path / "cache", lambda f, r: seen.append(r)) == cache
+    assert ensure_cache(path, opts, None, tmp_path / "cache", lambda f, r: seen.append(r)).path == cache.path
     assert seen == [2500]  # cache hit: no second conversion
     os.utime(path, ns=(1, 1))
-    assert cache_path(path, opts, tmp_path / "cache") != cache  # modified file: new key
+    assert cache_path(path, opts, tmp_path / "cache") != cache.path  # modified file: new key
+
+
+def test_a_large_text_file_is_converted_in_parallel_segments_in_file_order(tmp_path, monkeypatch):
+    from panel_apps import ingest
+    monkeypatch.setattr(ingest, "FIRST_SEGMENT_BYTES", 4096)  # many segments on a small file
+    monkeypatch.setattr(ingest, "SEGMENT_BYTES", 50_000)
+    path = tmp_path / "josephson.txt"
+    sample_data_main(["--out", str(path), "--rows", "20000"])
+    opts = sniff_text(path)
+    partial_rows = []
+    cache = ensure_cache(path, opts, None, tmp_path / "cache", on_rows=lambda view: partial_rows.append(view.rows),
+                         workers=2)
+    direct = pd.read_csv(path, **opts.pandas_kwargs())
+    for column in direct:
+        assert np.array_equal(cache.column(column), direct[column].to_numpy()), column
+    assert len(partial_rows) > 10 and partial_rows == sorted(partial_rows) and partial_rows[-1] == 20000
 
 
 # ----------------------------------------------------------------- binary formats
@@ -153,9 +169,19 @@ def test_ragged_row_deep_in_a_large_file_is_reported_at_ingest(tmp_path):
     path = tmp_path / "ragged-late.txt"
     path.write_text("1 2 3\n" * 3000 + "1 2 3 4\n")
     opts = sniff_text(path)
-    with pytest.raises(LoadError, match="different numbers of values"):
-        ensure_parquet(path, opts, None, tmp_path / "cache", chunk_rows=1000)
-    assert not list((tmp_path / "cache").glob("*.parquet"))  # no half-written cache left behind
+    with pytest.raises(LoadError, match="different numbers of values: line 3,001 has 4 values"):
+        ensure_cache(path, opts, None, tmp_path / "cache", chunk_rows=1000)
+    assert list((tmp_path / "cache").iterdir()) == []  # no half-written cache left behind
+
+
+def test_bad_lines_can_be_skipped_and_are_counted(tmp_path):
+    path = tmp_path / "ragged-late.txt"
+    path.write_text("1 2 3\n" * 3000 + "1 2 3 4\n" + "4 5 6\n" * 10 + "7 oops 9\n" + "1 2 3\n")
+    opts = sniff_text(path)
+    opts.skip_bad_lines = True
+    cache = ensure_cache(path, opts, None, tmp_path / "cache", chunk_rows=1000)
+    assert cache.rows == 3011 and cache.skipped_lines == 2
+    assert cache.column("col1")[-11:].tolist() == [4.0] * 10 + [1.0]
 
 
 def test_non_numeric_columns_are_shown_but_not_offered(tmp_path):
@@ -171,7 +197,7 @@ def test_text_in_a_number_column_later_in_the_file(tmp_path):
     path.write_text("1.0 2.0\n" * 3000 + "1.0 oops\n")
     opts = sniff_text(path)
     with pytest.raises(LoadError, match="text where numbers were expected"):
-        ensure_parquet(path, opts, ["col1", "col2"], tmp_path / "cache", chunk_rows=1000)
+        ensure_cache(path, opts, ["col1", "col2"], tmp_path / "cache", chunk_rows=1000)
 
 
 def test_unreadable_file(tmp_path, monkeypatch):

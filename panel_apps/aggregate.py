@@ -1,0 +1,203 @@
+"""Rows into pixels: Datashader's aggregation, and a path that never waits for a compiler.
+
+Datashader compiles a numba kernel for each kind of frame (glyph, reduction, axis types, array
+types) the first time it is asked for one, ~0.5-1 s each on this machine, and those kernels are
+generated at run time, so they cannot be cached on disk. A student must never wait for that: a
+frame whose kernel this process has not compiled yet is aggregated here with numpy, which needs
+no JIT and gives the very same pixels (the same float64 arithmetic as Datashader's points glyph:
+``int(mapper(x) * sx + tx)``, the upper edge folded into the last bin, rows outside the ranges or
+not a number dropped; ``tests/test_panel_aggregate.py`` compares them pixel by pixel). Meanwhile
+:func:`start_warm_up` compiles Datashader's kernels in a background thread, after the first frame,
+and later frames use Datashader (about 5x faster on millions of rows).
+
+Marker size and shape survive rasterizing: :func:`spread` widens every pixel by the marker's
+footprint (:func:`marker_mask`), in real pixels.
+
+Importing this module imports numpy only; Datashader is imported by the warm-up and after it.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+CHUNK_ROWS = 1 << 20  # the numpy path's temporaries stay ~40 MB whatever the number of rows
+MAX_SPREAD = 10  # pixels of radius: a 21-pixel marker at most
+
+# Datashader's compile caches are not safe to fill from two threads at once (seen as garbled
+# dimension errors while a warm-up thread runs): one Datashader aggregation at a time per process.
+DATASHADER_LOCK = threading.RLock()
+_READY: set[tuple] = set()  # kinds of frames Datashader has compiled kernels for in this process
+_WARMING: threading.Thread | None = None
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Where the pixels are: ``width`` x ``height`` bins over the ranges, on linear or log axes."""
+
+    width: int
+    height: int
+    x_range: tuple[float, float]
+    y_range: tuple[float, float]
+    logx: bool = False
+    logy: bool = False
+
+
+def kernel_key(method: str, mean: bool, grid: Grid, arrays) -> tuple:
+    """What Datashader compiles one kernel for: glyph, reduction, axis types, and read-only arrays."""
+    return (method, mean, grid.logx, grid.logy, all(not a.flags.writeable for a in arrays))
+
+
+def datashader_ready(key: tuple) -> bool:
+    return key in _READY
+
+
+def points(x: np.ndarray, y: np.ndarray, grid: Grid, c: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(count per pixel, mean of ``c`` per pixel or None): a (height, width) image each.
+
+    Datashader's kernel when this process has compiled it, else numpy; the same pixels either way.
+    """
+    key = kernel_key("points", c is not None, grid, [x, y] + ([c] if c is not None else []))
+    if datashader_ready(key):
+        return _datashader(x, y, grid, c, "points")
+    return numpy_points(x, y, grid, c)
+
+
+def lines(x: np.ndarray, y: np.ndarray, grid: Grid, c: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Like :func:`points` for a line through the rows in order (Datashader's line glyph)."""
+    return _datashader(x, y, grid, c, "line")
+
+
+def numpy_points(x: np.ndarray, y: np.ndarray, grid: Grid, c: np.ndarray | None = None):
+    """Datashader's points aggregation in numpy, chunk by chunk (no JIT, bounded memory)."""
+    w, h = grid.width, grid.height
+    sx, tx = _scale_translate(grid.x_range, w, grid.logx)
+    sy, ty = _scale_translate(grid.y_range, h, grid.logy)
+    counts = np.zeros(w * h, dtype=np.int64)
+    sums = np.zeros(w * h, dtype=np.float64) if c is not None else None
+    (x0, x1), (y0, y1) = grid.x_range, grid.y_range
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for start in range(0, len(x), CHUNK_ROWS):
+            xs, ys = x[start:start + CHUNK_ROWS], y[start:start + CHUNK_ROWS]
+            keep = (xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)  # NaN compares False: dropped
+            if c is not None:
+                cs = c[start:start + CHUNK_ROWS]
+                keep &= ~np.isnan(cs)  # Datashader's mean skips missing values
+            xs, ys = xs[keep], ys[keep]
+            xi = _pixel(np.log10(xs) if grid.logx else xs, sx, tx, w)
+            yi = _pixel(np.log10(ys) if grid.logy else ys, sy, ty, h)
+            flat = yi * w + xi
+            counts += np.bincount(flat, minlength=w * h)
+            if sums is not None:
+                sums += np.bincount(flat, weights=cs[keep], minlength=w * h)
+    counts = counts.reshape(h, w)
+    if sums is None:
+        return counts, None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return counts, (sums.reshape(h, w) / counts)
+
+
+def _scale_translate(bounds, n: int, log: bool) -> tuple[float, float]:
+    # Datashader's Axis.compute_scale_and_translate
+    start, end = (math.log10(b) for b in bounds) if log else (float(b) for b in bounds)
+    s = n / (end - start)
+    return s, -start * s
+
+
+def _pixel(mapped: np.ndarray, s: float, t: float, n: int) -> np.ndarray:
+    index = (mapped * s + t).astype(np.int64)  # int(): truncation, as in Datashader's kernel
+    np.minimum(index, n - 1, out=index)  # the upper edge belongs to the last bin
+    return index
+
+
+def _datashader(x, y, grid: Grid, c, method: str):
+    import datashader as ds
+    import pandas as pd
+    frame = pd.DataFrame({"x": x, "y": y, **({"c": c} if c is not None else {})}, copy=False)
+    canvas = ds.Canvas(plot_width=grid.width, plot_height=grid.height, x_range=tuple(map(float, grid.x_range)),
+                       y_range=tuple(map(float, grid.y_range)), x_axis_type="log" if grid.logx else "linear",
+                       y_axis_type="log" if grid.logy else "linear")
+    glyph = canvas.line if method == "line" else canvas.points
+    with DATASHADER_LOCK:
+        counts = glyph(frame, "x", "y", agg=ds.count("c") if c is not None else ds.count()).values
+        mean = glyph(frame, "x", "y", agg=ds.mean("c")).values if c is not None else None
+    _READY.add(kernel_key(method, c is not None, grid, [x, y] + ([c] if c is not None else [])))
+    return counts.astype(np.int64), mean
+
+
+def warm_up() -> None:
+    """Compile Datashader's kernels for the frames students draw (both kinds of arrays, every axis type)."""
+    for readonly in (True, False):
+        values = np.linspace(1.0, 2.0, 64)
+        arrays = [values.copy() for _ in range(3)]
+        for a in arrays:
+            a.flags.writeable = not readonly
+        for logx, logy in ((False, False), (True, False), (False, True), (True, True)):
+            grid = Grid(8, 8, (1.0, 2.0), (1.0, 2.0), logx, logy)
+            for method in ("points", "line"):
+                for colour in (None, arrays[2]):
+                    try:
+                        _datashader(arrays[0], arrays[1], grid, colour, method)
+                    except Exception:  # a kernel that does not compile is compiled (or fails) when used
+                        log.exception("Datashader warm-up failed for %s", (method, logx, logy))
+
+
+def start_warm_up() -> None:
+    """Run :func:`warm_up` once per process in a background thread (frames meanwhile use numpy)."""
+    global _WARMING
+    with DATASHADER_LOCK:
+        if _WARMING is not None:
+            return
+        _WARMING = threading.Thread(target=warm_up, name="datashader-warm-up", daemon=True)
+        _WARMING.start()
+
+
+# ----------------------------------------------------------------- marker footprints
+def marker_mask(marker: str, size: int) -> np.ndarray:
+    """The pixels a marker of ``size`` pixels covers, as a square boolean mask of odd side.
+
+    Side ``2r + 1`` with ``r = (size - 1) // 2``: a size-1 marker is one pixel, a size-5 one five.
+    """
+    r = min(MAX_SPREAD, max(0, (int(size) - 1) // 2))
+    if r == 0:
+        return np.ones((1, 1), dtype=bool)
+    v, u = np.mgrid[-r:r + 1, -r:r + 1] / r  # rows go up the y axis (row 0 is the lowest y)
+    thin = 1.0 / r
+    shapes = {
+        "circle": u ** 2 + v ** 2 <= 1.0 + thin,
+        "square": np.ones_like(u, dtype=bool),
+        "diamond": abs(u) + abs(v) <= 1.0 + 1e-9,
+        "triangle": abs(u) <= (1.0 - v) / 2 + thin / 2,
+        "inverted_triangle": abs(u) <= (1.0 + v) / 2 + thin / 2,
+        "cross": (abs(u) <= thin / 2 + 1e-9) | (abs(v) <= thin / 2 + 1e-9),
+        "x": abs(abs(u) - abs(v)) <= thin / 2 + 1e-9,
+        "hex": (abs(v) <= 0.87) & (abs(u) + 0.577 * abs(v) <= 1.0 + 1e-9),
+    }
+    shapes["star"] = shapes["cross"] | shapes["x"]
+    return shapes.get(marker, shapes["circle"])
+
+
+def spread(image: np.ndarray, mask: np.ndarray, how: str) -> np.ndarray:
+    """Each pixel's value spread over ``mask`` around it: summed (``add``, counts) or the largest
+    (``max``, means; NaN pixels hold nothing)."""
+    if mask.shape == (1, 1):
+        return image
+    r = mask.shape[0] // 2
+    h, w = image.shape
+    if how == "add":
+        padded = np.zeros((h + 2 * r, w + 2 * r), dtype=np.float64)
+        src = np.nan_to_num(image.astype(np.float64), nan=0.0)
+    else:
+        padded = np.full((h + 2 * r, w + 2 * r), np.nan)
+        src = image.astype(np.float64)
+    for dy, dx in zip(*np.nonzero(mask)):
+        window = padded[dy:dy + h, dx:dx + w]
+        if how == "add":
+            window += src
+        else:
+            np.fmax(window, src, out=window)
+    return padded[r:r + h, r:r + w].copy()

@@ -21,6 +21,10 @@ if [ "$mode" = test ]; then
   have_cmd ip || need+=(iproute2)
   [ -x /usr/bin/chromium ] || need+=(chromium)
   have_pkg procps || need+=(procps)
+  # the job backends' real batch system and the jobs service's real database
+  have_cmd slurmctld || need+=(slurm-wlm)
+  have_cmd munged || need+=(munge)
+  [ -x /usr/lib/postgresql/15/bin/initdb ] || need+=(postgresql)
 fi
 
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -99,3 +99,31 @@ def test_account(local_accounts):
         return LocalAccount(pw.pw_name, pw.pw_uid, pw.pw_gid, pw.pw_dir)
     return ensure_account(unix_name(local_accounts.prefix, "plain"), "/nonexistent",
                           local_accounts.registry)
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    """One real single-node SLURM for the whole run (see tests/slurm.py)."""
+    require_root()
+    import shutil
+
+    if not shutil.which("slurmctld"):
+        pytest.skip("slurm-wlm is not installed (make test installs it as root)")
+    from tests.slurm import SlurmCluster
+
+    cluster = SlurmCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One real PostgreSQL 15 for the whole run (see tests/postgres.py)."""
+    require_root()
+    from tests.postgres import BIN, PostgresServer
+
+    if not (BIN / "initdb").exists():
+        pytest.skip("postgresql is not installed (make test installs it as root)")
+    server = PostgresServer().start()
+    yield server
+    server.stop()

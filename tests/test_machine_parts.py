@@ -217,3 +217,18 @@ def test_one_refused_terminate_does_not_stop_the_sweep():
     cloud = Cloud()
     assert len(asyncio.run(reconcile(cloud, "hub", {"server": nothing}))) == 3
     assert cloud.terminated == [2, 3]
+
+
+def test_a_command_runs_on_the_hubs_machine_as_the_users_account_with_no_shell(test_account):
+    from machines.hosts import LocalHost
+
+    host = LocalHost(test_account.name, "/", "/usr/bin/python3")
+    tricky = ["a b", "$(id)", "'quoted'", "x;rm -rf /", "\n", "ü"]
+    res = asyncio.run(host.run(["/usr/bin/python3", "-c",
+                                "import os,sys,json; print(json.dumps([os.getuid()]+sys.argv[1:]))",
+                                *tricky]))
+    import json
+    uid, *args = json.loads(res.stdout)
+    assert res.returncode == 0 and args == tricky
+    if os.geteuid() == 0:
+        assert uid == test_account.uid

@@ -7,7 +7,17 @@ machine (:class:`~machines.hosts.local.LocalHost`) and a machine reached over SS
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import Callable
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """What a command run on a host gave back."""
+
+    returncode: int
+    stdout: str
+    stderr: str
 
 
 class Host(abc.ABC):
@@ -19,6 +29,10 @@ class Host(abc.ABC):
         ``report(percent, message)`` hears about the steps a person waits for.
     ``reached_before() -> bool``
         Whether the hub has logged in to it before: only then can a workload be there to stop.
+    ``await run(argv, input=None, env=None, timeout=60) -> CommandResult``
+        Run one command (an argument list: no shell ever sees it) as the host's account and
+        return its exit code and output; what batch systems' submit/status/cancel commands
+        and job workers use.
     ``await bootstrap(request, on_event=None) -> dict``
         Run the bootstrap program (``start`` / ``status`` / ``stop`` a server) on the machine and
         return its result; :class:`~machines.errors.BootstrapFailed` with a sentence otherwise.
@@ -38,6 +52,10 @@ class Host(abc.ABC):
 
     def reached_before(self) -> bool:
         return True
+
+    @abc.abstractmethod
+    async def run(self, argv: list[str], *, input: str | None = None,
+                  env: dict[str, str] | None = None, timeout: float = 60) -> CommandResult: ...
 
     @abc.abstractmethod
     async def bootstrap(self, request: dict, on_event: Callable[[dict], None] | None = None

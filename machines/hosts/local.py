@@ -8,7 +8,7 @@ import pwd
 
 from ..bootstrap import BootstrapRunner
 from ..errors import AccountError
-from .base import Host
+from .base import CommandResult, Host
 
 # What a workload inherits from the hub's environment (nothing secret).
 ENV_KEEP = ("PATH", "LANG", "LC_ALL", "TZ")
@@ -40,6 +40,27 @@ class LocalHost(Host):
             env.update(USER=pw.pw_name, LOGNAME=pw.pw_name, SHELL=pw.pw_shell or "/bin/sh")
             process.update(user=pw.pw_uid, group=pw.pw_gid)
         return process
+
+    async def run(self, argv: list[str], *, input: str | None = None,
+                  env: dict[str, str] | None = None, timeout: float = 60) -> CommandResult:
+        process = self._process()
+        process["env"].update(env or {})
+        account = {k: process[k] for k in ("user", "group") if k in process}
+        if account:
+            account.update(extra_groups=[], umask=0o077)
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=process["env"], cwd=process["cwd"],
+            start_new_session=True, **account)
+        try:
+            out, err = await asyncio.wait_for(
+                proc.communicate(input.encode() if input is not None else None), timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+        return CommandResult(proc.returncode, out.decode(errors="replace"),
+                             err.decode(errors="replace"))
 
     async def bootstrap(self, request: dict, on_event=None) -> dict:
         return await BootstrapRunner(on_event=on_event).run_local(request=request,

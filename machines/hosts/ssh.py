@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shlex
 
 import asyncssh
 
 from ..bootstrap import BootstrapRunner
-from ..errors import TunnelError
+from ..errors import HostUnreachable, TunnelError
 from ..hostkeys import HostKeyStore
-from ..errors import HostUnreachable
 from ..ssh import SshTarget, connect, describe, wait_for_ssh
-from .base import Host
+from .base import CommandResult, Host
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,18 @@ class SshHost(Host):
                 self.store.pin(hop.trust_scope, hop.key_id, self.pins[hop.key_id])
         if report:
             report(50, "SSH reachable")
+
+    async def run(self, argv: list[str], *, input: str | None = None,
+                  env: dict[str, str] | None = None, timeout: float = 60) -> CommandResult:
+        # quoted word by word: the remote shell sees each argument as one word, nothing more
+        command = " ".join(shlex.quote(a) for a in argv)
+        if env:
+            command = "env " + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items()) + \
+                " " + command
+        result = await asyncio.wait_for(self.conn.run(command, input=input, check=False),
+                                        timeout)
+        return CommandResult(result.exit_status if result.exit_status is not None else -1,
+                             str(result.stdout or ""), str(result.stderr or ""))
 
     async def bootstrap(self, request: dict, on_event=None) -> dict:
         return await BootstrapRunner(on_event=on_event).run_ssh(self.conn, self.python, request)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 log = logging.getLogger(__name__)
-CHUNK_ROWS = 1 << 20  # the numpy path's temporaries stay ~40 MB whatever the number of rows
+CHUNK_ROWS = 1 << 18  # the numpy path's temporaries stay ~10 MB whatever the number of rows
 MAX_SPREAD = 10  # pixels of radius: a 21-pixel marker at most
 
 # Datashader's compile caches are not safe to fill from two threads at once (seen as garbled

@@ -9,7 +9,10 @@ are generated from those parameters; buttons are ``param.Event`` parameters the 
 depend on, and any change of the plot's parameters redraws it. What is drawn comes from
 :func:`panel_apps.settings.plot_settings`, the same settings "Open as notebook" writes as code.
 
-Every action shows its failure as a sentence in the red error area and the app stays usable.
+Every action shows its failure as a sentence and the app stays usable: a formula's or filter's
+beside it, in the "Derived columns and filters" card, the others in the red area at the top.
+A text file seen for the first time is plotted from its first rows while it is converted (a
+"first look", labelled with the rows read so far), refined as rows arrive, exact at the end.
 Preparing a plot (reading columns, formulas, filters) runs in a worker thread with an admin time
 limit, off the event loop, while the plot area shows that it is loading.
 
@@ -31,7 +34,6 @@ from panel_apps import render, text
 from panel_apps.config import PlotAppConfig
 from panel_apps.controls import DELIMITERS, ColumnNames, Exports, Extras, FileChoice
 from panel_apps.dataset import DataSource
-from panel_apps.export import view_png, write_notebook
 from panel_apps.expressions import FormulaError
 from panel_apps.loaders import LoadError
 from panel_apps.paths import AllowedRoots, OpenedFile, PathRefused
@@ -72,7 +74,7 @@ class PlotApp(pn.viewable.Viewer):
     def __init__(self, config: PlotAppConfig | None = None, **params):
         config = config or PlotAppConfig()
         roots = AllowedRoots.of(config.all_roots())
-        super().__init__(files=FileChoice([str(r) for r in roots.roots]), spec=PlotSpec(), extras=Extras(),
+        super().__init__(files=FileChoice(folder_names(roots.roots, Path(config.home))), spec=PlotSpec(), extras=Extras(),
                          exports=Exports(png_file=self.png_file, config_file=self.config_file), **params)
         self.config, self.roots = config, roots
         self.source: DataSource | None = None
@@ -80,6 +82,7 @@ class PlotApp(pn.viewable.Viewer):
         self.drawn: PlotSpec | None = None
         self.mode: str | None = None
         self.raster: render.RasterFigure | None = None
+        self._first_look_of = None  # which file and choices the first-look figure shows
         self.range_stream = None
         self._plots_started = 0  # replots run concurrently: only the latest one draws
         self._plots_settled = 0  # ... and exports wait until it has (see _plot_pending)
@@ -173,8 +176,9 @@ class PlotApp(pn.viewable.Viewer):
         root = self.files.root
         files = self.roots.list_files(root)
         self.files.offer_files(files)
-        self.status = text.paragraph("{:,} data files in {}.", len(files), root) if files else \
-            text.paragraph("No data files found in {}; type a path instead.", root)
+        shown = self.files.folder_name(root)
+        self.status = text.paragraph("{:,} data files in {}.", len(files), shown) if files else \
+            text.paragraph("No data files found in {}; type a path instead.", shown)
 
     @param.depends("files.preview", watch=True)
     def preview(self) -> None:
@@ -201,7 +205,7 @@ class PlotApp(pn.viewable.Viewer):
         choice = self.files.table if same_file and self.files.tables else None
         if choice:
             return {"dataset": choice} if self.source.format == "hdf5" else {"tree": choice}
-        if self.files.delimiter == "auto" and self.files.header == "auto":
+        if self.files.delimiter == "auto" and self.files.header == "auto" and not self.files.skip_bad_lines:
             return None
         from panel_apps.loaders import detect_format, sniff_text
         if detect_format(opened) != "text":
@@ -212,6 +216,7 @@ class PlotApp(pn.viewable.Viewer):
         if self.files.header != "auto":
             opts["header"] = self.files.header == "yes"
             opts["names"] = [] if opts["header"] else opts["names"]
+        opts["skip_bad_lines"] = bool(self.files.skip_bad_lines)
         return check_reader(opts)  # the rules a saved configuration's reader options obey
 
     def _open(self, opened: OpenedFile, options: dict | None) -> None:
@@ -259,28 +264,42 @@ class PlotApp(pn.viewable.Viewer):
     # ----------------------------------------------------------------- loading (in a thread)
     @param.depends("load_and_plot", watch=True)
     async def load(self) -> None:
-        """'Load and plot': convert the file in a worker thread if needed, then draw the plot."""
+        """'Load and plot': convert the file in a worker thread if needed (plotting its first rows
+        meanwhile), then draw the plot."""
         if self.source is None:
             self._show_error("Press Preview first.")
             return
-        if not await self._prepare_source():
-            return
         if self._guard(self._offer_columns) is None and self.error:
+            return
+        if not await self._prepare_source():
             return
         await self._replot()  # the replots the new columns scheduled are superseded by this one
 
     async def _prepare_source(self) -> bool:
-        """Convert the chosen file in a worker thread, with the progress bar; False on failure."""
+        """Convert the chosen file in a worker thread, with the progress bar and first looks; False on failure."""
         self.can_load = False
         self.converting, self.progress = True, 0
         self.status = text.paragraph("Converting the file to a fast columnar cache (only the first time)…")
+        source, latest = self.source, {}
 
         def progress(fraction: float, rows: int) -> None:  # runs in the worker thread
-            self.progress = int(100 * fraction)
-            self.status = text.paragraph("Converting… {:,} rows so far.", rows)
+            latest["progress"] = (fraction, rows)
 
+        def on_rows(view) -> None:  # the rows converted so far (worker thread)
+            latest["view"] = view
+
+        work = asyncio.ensure_future(asyncio.to_thread(source.prepare, self.config.user_cache_dir(), progress, on_rows))
         try:
-            await asyncio.to_thread(self.source.prepare, self.config.user_cache_dir(), progress)
+            while not work.done():
+                await asyncio.wait([work], timeout=0.25)
+                if "progress" in latest:
+                    fraction, rows = latest["progress"]
+                    self.progress = int(100 * fraction)
+                    self.status = text.paragraph("Converting… {:,} rows so far.", rows)
+                view = latest.pop("view", None)
+                if view is not None and not work.done() and source is self.source:
+                    await self._first_look(source, view)
+            work.result()
         except USER_ERRORS as exc:
             self._show_error(exc)
             return False
@@ -289,6 +308,27 @@ class PlotApp(pn.viewable.Viewer):
             self.can_load = True
         self.error = ""
         return True
+
+    async def _first_look(self, source: DataSource, view) -> None:
+        """Draw the rows converted so far, labelled as such (rasterized kinds only)."""
+        spec = self.spec.snapshot()
+        if spec.kind == "hist" or spec.mode == STANDARD or spec.x is None or spec.y is None:
+            return
+        try:
+            frame = await asyncio.to_thread(source.table, spec, view)
+            if len(frame) == 0 or source is not self.source:
+                return
+            settings = plot_settings(spec, RASTERIZED)
+            if self.raster is not None and self._first_look_of == (id(source), spec.to_json()):
+                await asyncio.to_thread(self.raster.show_rows, frame)
+            else:
+                self.raster = render.RasterFigure(frame, settings, on_update=self._show_view)
+                self._first_look_of = (id(source), spec.to_json())
+                self.plot_area.objects = [pn.pane.Bokeh(self.raster.figure)]
+            self.mode_text = (f"**First look** (rasterized, the first {len(frame):,} rows read so far; "
+                              "refined as the file is converted)")
+        except Exception:  # a first look that cannot be drawn is no news: the full plot follows
+            log.debug("first look failed", exc_info=True)
 
     # ----------------------------------------------------------------- plotting
     @param.depends(*(f"spec.{name}" for name in REDRAWN_BY), watch=True)
@@ -367,8 +407,13 @@ class PlotApp(pn.viewable.Viewer):
             self.mode_text = f"**Standard** (Bokeh glyphs, {n:,} rows)"
             pane = pn.pane.HoloViews(obj, backend="bokeh")
         self.plot_area.objects = [pane]
+        self._first_look_of = None
         self.exports.ready = True
-        self.status = text.paragraph("Plotted {} of {}.", spec.kind, self.source.path.name)
+        skipped = self.source.skipped_lines
+        self.status = text.paragraph("Plotted {} of {}.", spec.kind, self.source.path.name) + (
+            text.paragraph("{:,} bad lines were skipped (reader option 'Skip bad lines').", skipped) if skipped else "")
+        if settings["rasterize"]:
+            render.start_warm_up()  # Datashader compiles for the next frames; this one did not wait for it
 
     def _show_view(self, agg: render.Aggregate) -> None:
         (x0, x1), (y0, y1) = agg.x_range, agg.y_range
@@ -376,10 +421,20 @@ class PlotApp(pn.viewable.Viewer):
                           f"rows in view: {agg.rows_in_view:,}")
 
     # ----------------------------------------------------------------- derived columns and filters
+    def _guard_field(self, action) -> None:
+        """Like :meth:`_guard`, with the error shown beside the fields of derived columns and filters."""
+        self.extras.error = ""
+        self.error = ""
+        try:
+            action()
+        except USER_ERRORS as exc:
+            self._show_error(exc)
+            self.extras.error, self.error = self.error, ""
+
     @param.depends("extras.add_column", watch=True)
     def add_column(self) -> None:
         """'Add column': a derived column from the typed name and formula."""
-        self._guard(self._add_column)
+        self._guard_field(self._add_column)
 
     def _add_column(self) -> None:
         name, formula = self.extras.column_name.strip(), self.extras.formula.strip()
@@ -392,7 +447,7 @@ class PlotApp(pn.viewable.Viewer):
     @param.depends("extras.add_filter", watch=True)
     def add_filter(self) -> None:
         """'Add filter': keep only rows whose chosen column lies within the typed min and max."""
-        self._guard(self._add_filter)
+        self._guard_field(self._add_filter)
 
     def _add_filter(self) -> None:
         lo, hi = (self._number(v) for v in (self.extras.filter_min, self.extras.filter_max))
@@ -416,6 +471,7 @@ class PlotApp(pn.viewable.Viewer):
     @param.depends("extras.clear", watch=True)
     def clear_extras(self) -> None:
         """'Clear filters and columns'."""
+        self.extras.error = ""
         self._guard(self._clear_extras)
 
     def _clear_extras(self) -> None:
@@ -446,6 +502,7 @@ class PlotApp(pn.viewable.Viewer):
         if self._plot_pending():  # the frame on hand belongs to the previous choices
             self._show_error("The plot is still being drawn; press 'Download PNG' again in a moment.")
             return None
+        from panel_apps.export import view_png
         png = self._guard(view_png, self.frame, plot_settings(self.drawn, RASTERIZED), *self.current_ranges())
         return io.BytesIO(png) if png else None
 
@@ -467,6 +524,7 @@ class PlotApp(pn.viewable.Viewer):
         self._guard(self._write_notebook)
 
     def _write_notebook(self) -> None:
+        from panel_apps.export import write_notebook
         target = write_notebook(self.spec, self.source.path, self.source.format, self.source.options,
                                 list(self.source.preview.frame.columns), Path(self.config.home), self.mode,
                                 numeric=self.source.numeric_columns)
@@ -508,6 +566,18 @@ def create_app(config: PlotAppConfig | None = None) -> PlotApp:
     return PlotApp(config)
 
 
+def folder_names(roots, home: Path) -> dict[str, str]:
+    """The folder selector's choices: 'Home' for the home folder, data folders by their name."""
+    names: dict[str, str] = {}
+    for root in roots:
+        name = "Home" if Path(root) == home else (Path(root).name or str(root))
+        label, n = name, 1
+        while label in names:
+            n += 1
+            label = f"{name} ({n})"
+        names[label] = str(root)
+    return names
+
+
 if pn.state.served:  # `panel serve panel_apps/app.py`
-    render.start_warm_up()
     create_app().servable(title="Plot data")

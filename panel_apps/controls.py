@@ -33,16 +33,22 @@ class FileChoice(pn.viewable.Viewer):
                                doc="Column separator of a text file; auto: sniffed.")
     header = param.Selector(default="auto", objects=["auto", "yes", "no"], label="Header row",
                             doc="Whether a text file's first row names the columns; auto: sniffed.")
+    skip_bad_lines = param.Boolean(default=False, label="Skip bad lines",
+                                   doc="Skip (and count) lines with too many values or text in a number column.")
     tables = param.List(default=[], item_type=str, doc="Tables (HDF5) or trees (ROOT) in the previewed file.")
     table = param.Selector(default=None, objects=[], allow_None=True, label="Table / tree",
                            doc="Which of the file's tables or trees to read.")
     refresh = param.Event(label="↻", doc="List the folder's files again.")
     preview = param.Event(label="Preview", doc="Open the file and show its first rows.")
 
-    def __init__(self, roots: list[str], **params):
+    def __init__(self, roots: dict[str, str], **params):
         super().__init__(**params)
-        self.param.root.objects = list(roots)
-        self.root = roots[0]
+        self.param.root.objects = dict(roots)  # shown by name ('Home', a data folder's name), values are paths
+        self.root = next(iter(roots.values()))
+
+    def folder_name(self, root: str) -> str:
+        """The name the folder selector shows for ``root``."""
+        return next((name for name, path in self.param.root.names.items() if path == root), str(root))
 
     def offer_files(self, files: list[str]) -> None:
         """Offer ``files`` (paths inside the folder) in the file selector."""
@@ -69,6 +75,7 @@ class FileChoice(pn.viewable.Viewer):
             pn.Row(select(self.param.file, width=250), pn.widgets.Button.from_param(self.param.refresh, width=40)),
             pn.widgets.TextInput.from_param(self.param.path, placeholder="data/run1.txt"),
             pn.Row(select(self.param.delimiter, width=140), select(self.param.header, width=140)),
+            pn.widgets.Checkbox.from_param(self.param.skip_bad_lines),
             select(self.param.table, visible=self.param.tables.rx.bool()),
             pn.widgets.Button.from_param(self.param.preview, color="primary"),
         )
@@ -117,6 +124,7 @@ class Extras(pn.viewable.Viewer):
     add_filter = param.Event(label="Add filter")
     clear = param.Event(label="Clear filters and columns")
     in_use = param.String(default="", doc="HTML list of the derived columns and filters in use (panel_apps.text).")
+    error = param.String(default="", doc="HTML sentence on the last formula or filter that failed, shown beside them.")
 
     def offer_columns(self, columns: list[str]) -> None:
         """Offer ``columns`` to filter on, keeping the chosen one if it is still there."""
@@ -131,6 +139,8 @@ class Extras(pn.viewable.Viewer):
             text(self.param.column_name, placeholder="r"),
             text(self.param.formula, placeholder="sqrt(q1**2 + q2**2)"),
             button(self.param.add_column),
+            pn.pane.HTML(self.param.error, visible=self.param.error.rx.bool(), css_classes=["nh-field-error"],
+                         styles={"color": "#721c24", "background": "#f8d7da", "padding": "0 8px"}),
             pn.widgets.Select.from_param(self.param.filter_column),
             pn.Row(text(self.param.filter_min, placeholder="none", width=100),
                    text(self.param.filter_max, placeholder="none", width=100)),

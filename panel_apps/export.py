@@ -21,7 +21,7 @@ import pandas as pd
 from PIL import Image, ImageDraw
 
 from . import expressions, text
-from .render import aggregate, data_range, shade_image
+from .render import aggregate, column_range, shade_image
 from .settings import hvplot_keywords, plot_settings
 from .spec import FileColumns, check_reader
 
@@ -37,8 +37,8 @@ def view_png(frame: pd.DataFrame, settings: dict, x_range=None, y_range=None) ->
     if settings["method"] == "hist":
         img = _histogram_image(frame, settings, x_range)
     else:
-        x_range = x_range or data_range(frame[settings["x"]].to_numpy(), opts["logx"])
-        y_range = y_range or data_range(frame[settings["y"]].to_numpy(), opts["logy"])
+        x_range = x_range or column_range(frame, settings["x"], opts["logx"])
+        y_range = y_range or column_range(frame, settings["y"], opts["logy"])
         size = (settings["bins"], settings["bins"]) if settings["bins"] else (w, h)
         agg = aggregate(frame, settings, x_range, y_range, *size)
         img = shade_image(agg.image, settings)
@@ -88,7 +88,7 @@ def notebook_source(spec, data_path: Path, fmt: str, options: dict, columns: lis
               f"Made with the NebulaHub plot app on {datetime.now():%Y-%m-%d %H:%M}. Run all cells to "
               "reproduce the plot; edit the code to go further.")]
     cells.append(("code", "import numpy as np\nimport pandas as pd\nimport holoviews as hv\nimport hvplot.pandas  # noqa: F401\n"
-                          "hv.extension('bokeh')"))
+                          "hv.extension('bokeh', inline=True)  # Bokeh's JavaScript in the notebook: it renders offline"))
     cells.append(("code", _load_code(Path(data_path), fmt, options)))
     renames = {k: v for k, v in spec.rename.items() if v and v != k}
     if renames:

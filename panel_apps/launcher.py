@@ -10,8 +10,9 @@ The app is reachable only through the user's authenticated single-user server: t
 could reach, websockets are accepted only from the hub's public origins
 (``$NEBULAHUB_PUBLIC_ORIGINS``, set by the spawner), and Bokeh session ids are signed with a
 secret made for this launch, so a self-made session token is refused.
-Numba kernels are compiled in a background thread right after start-up, so the page appears
-immediately and the first rasterized plot does not pay the compile time.
+Nothing is compiled at start-up and nothing heavy is imported before the page shows: the first
+rasterized frame is aggregated without JIT (see :mod:`panel_apps.aggregate`), and Datashader's
+kernels are compiled in the background after it, for the frames that follow.
 """
 from __future__ import annotations
 
@@ -36,14 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     where.add_argument("--unix-socket", help="listen on this Unix socket (what the hub uses)")
     where.add_argument("--port", type=int, help="listen on 127.0.0.1:PORT (development only)")
     parser.add_argument("--prefix", default="", help="URL prefix, e.g. /user/alice/nebulahub-plot")
-    parser.add_argument("--no-warm", action="store_true", help="skip the numba warm-up (tests)")
+    parser.add_argument("--no-warm", action="store_true",
+                        help="accepted for compatibility: nothing is compiled at start-up any more")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from .app import create_app
-    from .render import start_warm_up
-
-    if not args.no_warm:
-        start_warm_up()
     prefix = "/" + args.prefix.strip("/") if args.prefix.strip("/") else ""
     listen = ({"unix_socket": args.unix_socket} if args.unix_socket
               else {"port": args.port, "address": "127.0.0.1"})

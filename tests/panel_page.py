@@ -33,7 +33,15 @@ def pane(app, css_class: str):
 
 
 def error_text(app) -> str:
-    """The sentence in the red error area, as the student reads it ('' when the area is hidden)."""
+    """The sentence in the red error area, or beside the formula and filter fields when one of
+    those caused it, as the student reads it ('' when no error is shown)."""
     shown = pane(app, "nh-error")
     assert shown.visible == bool(app.error), "the error area is shown exactly when there is an error"
-    return html.unescape(re.sub(r"<[^>]+>", "", app.error))
+    beside = pane(app, "nh-field-error")
+    assert beside.visible == bool(app.extras.error), "the field error is shown exactly when there is one"
+    return html.unescape(re.sub(r"<[^>]+>", "", app.error + app.extras.error))
+
+
+def field_error_text(app) -> str:
+    """Only the sentence shown beside the formula and filter fields."""
+    return html.unescape(re.sub(r"<[^>]+>", "", app.extras.error))

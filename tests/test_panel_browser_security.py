@@ -90,7 +90,7 @@ def test_markup_in_a_data_file_and_in_what_the_student_types_runs_no_script(mark
     page.get_by_role("textbox", name="New column name").fill(NAME_TYPED)
     page.get_by_role("textbox", name="Formula").fill("t * 2")
     page.get_by_role("button", name="Add column").click()
-    expect(page.locator(".nh-error")).to_contain_text(f"New column name '{NAME_TYPED}' is not allowed")
+    expect(page.locator(".nh-field-error")).to_contain_text(f"New column name '{NAME_TYPED}' is not allowed")
     path_box = page.get_by_role("textbox", name="…or type a path inside the folder")
     path_box.fill(PATH_TYPED)
     path_box.press("Enter")

@@ -75,7 +75,7 @@ def test_markup_in_file_and_column_names_and_typed_text_is_shown_as_text(app, tm
     type_in(app, "New column name", IMG)  # an error quoting the input
     type_in(app, "Formula", "t")
     click(app, "Add column")
-    assert error_text(app) and IMG in html.unescape(assert_only_our_markup(pane(app, "nh-error")))
+    assert error_text(app) and IMG in html.unescape(assert_only_our_markup(pane(app, "nh-field-error")))
     type_in(app, "New column name", "r")
     type_in(app, "Formula", "t * 2")
     click(app, "Add column")

@@ -20,11 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import escape
 
-from tests.one_errors import (ACTION, ALLOCATE, AUTHENTICATION, AUTHORIZATION, INTERNAL,
-                              NO_EXISTS, TEMPLATE_OBJECT, USER_OBJECT, VM_OBJECT, XML_RPC_API,
-                              OneFault, failure_message, not_authorized)
+from tests.one_errors import (ACTION, ALLOCATE, AUTHENTICATION, AUTHORIZATION, IMAGE_OBJECT,
+                              INTERNAL, NO_EXISTS, TEMPLATE_OBJECT, USER_OBJECT, VM_OBJECT,
+                              XML_RPC_API, OneFault, failure_message, not_authorized)
 from tests.one_hosts import configure_guest, lease_of
-from tests.one_vms import DONE, HOLD, LCM_INIT, User, Vm
+from tests.one_images import datastore_quota_xml
+from tests.one_vms import CLONING, DONE, HOLD, LCM_INIT, User, Vm
 from tests.one_xml import (PERMISSIONS, TemplateSyntaxError, first, merge_template,
                            network_context, parse_template, render_template, user_xml, vm_xml)
 
@@ -43,7 +44,9 @@ _CONTROLS = {"fail_next_boot", "ssh_never", "boot_delay", "set_quota", "set_defa
              "set_sshd_delay", "all_templates_text", "methods_called", "shutdown_delay",
              "prolog_delay", "set_vm_state", "unschedulable", "place_vms_in_cluster",
              "next_nic_without_ip", "image_kind", "grant_admin", "deny_template_create",
-             "fail_next", "clear_failures"}
+             "fail_next", "clear_failures", "add_datastore", "set_datastore_free",
+             "set_datastore_quota", "image_create_delay", "fail_next_image_create",
+             "set_image_state", "shared_filesystem", "image_dir"}
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,8 @@ class Call:
 def _object_of(method: str) -> str:
     if method.startswith("one.template."):
         return TEMPLATE_OBJECT
+    if method.startswith(("one.image.", "one.imagepool.")):
+        return IMAGE_OBJECT
     return USER_OBJECT if method.startswith("one.user.") else VM_OBJECT
 
 
@@ -226,6 +231,7 @@ class OneApi:
                       default_name: str) -> int:
         cpu, memory = _size(tmpl)
         with self._lock:
+            self._authorize_disks(user, tmpl)
             request = {"VMS": 1.0, "RUNNING_VMS": 1.0, "CPU": cpu, "RUNNING_CPU": cpu,
                        "MEMORY": memory, "RUNNING_MEMORY": memory, "SYSTEM_DISK_SIZE": 0.0}
             refusal = self._check_quota(user, request, None)
@@ -236,7 +242,9 @@ class OneApi:
                                          "value.")
             if memory <= 0 or memory != int(memory):
                 raise OneFault(ALLOCATE, "MEMORY attribute must be a positive integer value.")
-            vm_id = next(self._vm_ids)
+            vm_id = self._next_vm_id   # taken only if the VM is made (PoolSQL::allocate)
+            disks, cloning, context_disk = self._acquire_disks(vm_id, user, tmpl)
+            self._next_vm_id += 1
             fail_boot, self._fail_next_boot = self._fail_next_boot, False
             no_ip, self._next_nic_without_ip = self._next_nic_without_ip, False
             image = self._image
@@ -245,6 +253,10 @@ class OneApi:
         try:
             host = self.host_factory(vm_id, asked)
         except Exception as exc:  # noqa: BLE001 - reported to the caller like a driver error
+            with self._lock:
+                for disk in disks:
+                    if disk.get("IMAGE_ID") and int(disk["IMAGE_ID"]) in self.images:
+                        self._release_image(vm_id, self.images[int(disk["IMAGE_ID"])], False)
             raise OneFault(INTERNAL, f"Cannot create the VM's host: {exc}") from None
         template = {k: v for k, v in tmpl.items() if k in _WELL_KNOWN}
         user_template = {k: v for k, v in tmpl.items() if k not in _WELL_KNOWN}
@@ -267,7 +279,7 @@ class OneApi:
         context = None
         if "CONTEXT" in template:
             context = network_context(asked, nics, vnets)
-            context.update({"DISK_ID": "1", "TARGET": "hda"})
+            context.update(context_disk)
             template["CONTEXT"] = context
         template["VMID"] = str(vm_id)
         try:
@@ -275,14 +287,17 @@ class OneApi:
         except Exception as exc:  # noqa: BLE001 - a test inspects host_errors
             self.host_errors.append(f"vm {vm_id}: configure_guest: {exc}")
         vm = Vm(vm_id, user, name or f"{default_name}-{vm_id}", template, user_template,
-                host=host, fail_boot=fail_boot, cpu=cpu, memory=memory)
+                host=host, fail_boot=fail_boot, cpu=cpu, memory=memory, disks=disks,
+                on_hold=bool(hold), image_kind=image[0])
         with self._lock:
             self.vms[vm_id] = vm
-            self._remember_templates(vm)
-            if hold:
+            if cloning:   # an image is still LOCKED: the VM waits for it (CLONING)
+                vm.set_state(CLONING, LCM_INIT)
+            elif hold:
                 vm.set_state(HOLD, LCM_INIT)
             else:
                 self._drive(vm)
+            self._remember_templates(vm)
         return vm_id
 
     def _remember_templates(self, vm: Vm) -> None:
@@ -331,7 +346,8 @@ class OneApi:
                 if user.id != 0 and target is not user:
                     raise OneFault(AUTHORIZATION, not_authorized("USE", "USER", uid))
             entries = self.quota_entries(target) if target.id != 0 else []
-            return user_xml(target, entries, self.default_limits)
+            return user_xml(target, entries, self.default_limits,
+                            datastore_quota_xml(target.ds_quota))
 
     def _rpc_system_version(self, user):
         return "7.3.80"

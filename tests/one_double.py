@@ -28,6 +28,17 @@ What oned does, the double does by default (the knobs only make a scenario happe
   in that cluster (refused: the VM stays PENDING with ERROR).
 * CONTEXT gets oned's ETHx_* values only with NETWORK="YES"; without it the guest has no
   address. one-context images honour USERNAME.
+* Images (``one_storage``): ``one.image.allocate`` makes an empty OS/DATABLOCK image, LOCKED
+  while the datastore creates it, then READY; datastore quota charged at allocate and freed
+  when the image is gone; a persistent image serves one VM at a time (USED_PERS; a second VM
+  is refused at instantiate) and is READY again only when its VM is DONE (ERROR if the VM
+  failed); an extra template's DISK replaces the template's DISKs (oned's merge);
+  ``one.vm.diskresize`` in RUNNING/POWEROFF/UNDEPLOYED. Image 0 is a public OS image (the
+  templates' DISK); datastores 0 system, 1 default (IMAGE_DS, TM local), 2 files.
+* The guest's home: with NebulaHub's CONTEXT (NEBULAHUB_HOME plus NEBULAHUB_HOME_DISK or
+  NEBULAHUB_HOME_FSTAB, and a START_SCRIPT_BASE64) the image's folder (or a shared
+  filesystem's) is bind-mounted at the home in the VM host's own mount namespace
+  (``one_hosts``).
 
 Knobs (all also XML-RPC ``double.<name>`` methods in process mode):
 ``fail_next_boot()``, ``ssh_never(bool)``, ``boot_delay(s)``, ``prolog_delay(s)``,
@@ -37,14 +48,21 @@ resume=False)``, ``unschedulable(message | None)``, ``place_vms_in_cluster(clust
 ``grant_admin(user, allowed=True)``, ``deny_template_create(user, denied=True)``,
 ``set_quota(user, vms, cpu, memory, cluster_ids=None, running_vms, running_cpu,
 running_memory)``, ``set_default_quota(vms, cpu, memory)``, ``fail_next(method, code, message,
-times=1)``, ``clear_failures(method=None)``, ``api_down(seconds, mode)``. Inspection:
-``vms``, ``calls``, ``methods_called()``, ``all_templates_text()``, ``host_of(vm_id)``,
-``host_errors``.
+times=1)``, ``clear_failures(method=None)``, ``api_down(seconds, mode)``; storage:
+``set_datastore_quota(user, datastore_id, images=None, size_mb=None)``,
+``add_datastore(name, ds_type="IMAGE_DS", tm_mad="local", free_mb=1048576,
+persistent_only=False)``, ``set_datastore_free(datastore_id, free_mb)``,
+``image_create_delay(s)``, ``fail_next_image_create(message="")``,
+``set_image_state(image_id, state)``, ``shared_filesystem(source_prefix, local_dir)``.
+Inspection: ``vms``, ``images``, ``datastores``, ``calls``, ``methods_called()``,
+``all_templates_text()``, ``host_of(vm_id)``, ``image_dir(image_id)``, ``host_errors``.
 
 Modules: this one (construction, serving, knobs, the command line), ``one_api`` (XML-RPC
-handlers, allocation), ``one_vms`` (states, VM records, life cycle, quota), ``one_hosts`` (the
-VMs' hosts and what their guests do with the context), ``one_errors`` (oned's error codes and
-wording), ``one_xml`` (template syntax, context, XML answers).
+handlers, allocation), ``one_vms`` (states, VM records, life cycle, quota), ``one_storage``
+(images, datastore quota, VM disks, the guest's home), ``one_images`` (image and datastore
+records, their XML), ``one_hosts`` (the VMs' hosts and what their guests do with the
+context), ``one_errors`` (oned's error codes and wording), ``one_xml`` (template syntax,
+context, XML answers).
 """
 from __future__ import annotations
 
@@ -61,11 +79,16 @@ from tests.one_api import REDACTED, Call, OneApi
 from tests.one_errors import (ACTION, ALLOCATE, AUTHENTICATION, AUTHORIZATION, CODE_NAMES,
                               INTERNAL, LOCKED, NO_EXISTS, XML_RPC_API, OneFault)
 from tests.one_hosts import CLOUD_INIT, IMAGE_KINDS, ONE_CONTEXT, FakeHost, network_host_factory
+from tests.one_images import (IMAGE_DELETE, IMAGE_DISABLED, IMAGE_ERROR, IMAGE_INIT, IMAGE_LOCKED,
+                              IMAGE_LOCKED_USED, IMAGE_LOCKED_USED_PERS, IMAGE_READY,
+                              IMAGE_STATE_NAMES, IMAGE_USED, IMAGE_USED_PERS)
+from tests.one_storage import ImageStore
 from tests.one_vms import (ACTIVE, BACKUP, BACKUP_POWEROFF, BOOT, BOOT_FAILURE, CLEANUP_DELETE,
                            CLONING, CLONING_FAILURE, DONE, EPILOG, EPILOG_FAILURE, HOLD, INIT,
                            LCM_INIT, LCM_STATE_NAMES, PENDING, POWEROFF, PROLOG, PROLOG_FAILURE,
                            RESTORE, RUNNING, SHUTDOWN, STATE_NAMES, STOPPED, SUSPENDED,
-                           UNDEPLOYED, UNKNOWN, QuotaEntry, User, Vm, VmLifecycle)
+                           UNDEPLOYED, UNKNOWN, DISK_RESIZE, DISK_RESIZE_POWEROFF,
+                           DISK_RESIZE_UNDEPLOYED, QuotaEntry, User, Vm, VmLifecycle)
 from tests.one_xml import (DEFAULT, PERMISSIONS, UNLIMITED, first, merge_template, parse_template,
                            render_template, user_xml, vm_xml)
 
@@ -78,7 +101,10 @@ __all__ = [
     "BOOT_FAILURE", "PROLOG_FAILURE", "EPILOG_FAILURE", "BACKUP", "BACKUP_POWEROFF", "RESTORE",
     "STATE_NAMES", "LCM_STATE_NAMES", "REDACTED", "User", "Vm", "Call", "QuotaEntry",
     "DEFAULT", "PERMISSIONS", "UNLIMITED", "first", "merge_template", "parse_template",
-    "render_template", "user_xml", "vm_xml",
+    "render_template", "user_xml", "vm_xml", "DISK_RESIZE", "DISK_RESIZE_POWEROFF",
+    "DISK_RESIZE_UNDEPLOYED", "IMAGE_INIT", "IMAGE_READY", "IMAGE_USED", "IMAGE_DISABLED",
+    "IMAGE_LOCKED", "IMAGE_ERROR", "IMAGE_DELETE", "IMAGE_USED_PERS", "IMAGE_LOCKED_USED",
+    "IMAGE_LOCKED_USED_PERS", "IMAGE_STATE_NAMES",
 ]
 
 
@@ -105,7 +131,7 @@ class _Server(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
     allow_reuse_address = True
 
 
-class OneDouble(OneApi, VmLifecycle):
+class OneDouble(OneApi, VmLifecycle, ImageStore):
     """The double. ``users`` maps user name to password (``oneadmin`` gets id 0, others 2, 3...).
 
     ``host_factory(vm_id, context) -> host`` makes each VM's host (default :class:`FakeHost`),
@@ -114,12 +140,14 @@ class OneDouble(OneApi, VmLifecycle):
     SHUTDOWN -> EPILOG -> DONE); ``sshd_delay`` the extra time between RUNNING and
     ``host.start_sshd()``. Defaults follow oned: terminate is asynchronous and refused in
     transitional states, quota is freed at DONE, owners lack ADMIN on their VMs.
+    ``images_dir`` is where images' contents live as folders (default: a temporary folder the
+    double makes when first needed and removes at :meth:`stop`).
     """
 
     def __init__(self, users: dict[str, str] | None = None, *, host: str = "127.0.0.1",
                  port: int = 0, host_factory: Callable[[int, dict], Any] | None = None,
                  network=None, bastion=None, step_seconds: float = 0.3,
-                 sshd_delay: float = 0.0):
+                 sshd_delay: float = 0.0, images_dir: str | None = None):
         self.bind = (host, port)
         if host_factory is None:
             host_factory = (network_host_factory(network, behind=bastion) if network is not None
@@ -146,7 +174,7 @@ class OneDouble(OneApi, VmLifecycle):
         self.calls: list[Call] = []
         self.host_errors: list[str] = []
         self._templates_history: list[str] = []
-        self._vm_ids = itertools.count(0)
+        self._next_vm_id = 0
         self._lock = threading.RLock()
         self._allocating = threading.Lock()
         self._fail_next_boot = False
@@ -163,6 +191,7 @@ class OneDouble(OneApi, VmLifecycle):
         self._thread: threading.Thread | None = None
         self._reopen: threading.Timer | None = None
         self._stopped = False
+        self._init_storage(images_dir)
 
     # ------------------------------------------------------------ serving
 
@@ -210,6 +239,7 @@ class OneDouble(OneApi, VmLifecycle):
                 vm.host_destroyed = True
         for vm in vms:
             self._host_call(vm, "destroy")
+        self._stop_storage()   # after the hosts: no namespace mounts an image folder any more
 
     def __enter__(self) -> "OneDouble":
         self.start()
@@ -265,7 +295,8 @@ class OneDouble(OneApi, VmLifecycle):
                      resume: bool = False) -> None:
         """Put a VM into any (STATE, LCM_STATE). POWEROFF, SUSPENDED, STOPPED and UNDEPLOYED
         stop its guest's sshd, ACTIVE/RUNNING starts it again, DONE ends the VM (quota
-        released, host destroyed). The VM then stays there until an API call or another knob
+        released, host destroyed, images released as oned releases them from the VM's state:
+        from ACTIVE in any LCM state but EPILOG a persistent image goes to ERROR). The VM then stays there until an API call or another knob
         moves it, unless ``resume``: then the life cycle carries on from that state."""
         with self._lock:
             effects = self._force_state(self.vms[vm_id], int(state), int(lcm_state),

@@ -23,6 +23,7 @@ CODE_NAMES = {AUTHENTICATION: "AUTHENTICATION", AUTHORIZATION: "AUTHORIZATION",
 
 # RequestLogger::object_name (src/rm/RequestLogger.cc 28-80): what oned calls each object.
 VM_OBJECT, TEMPLATE_OBJECT, USER_OBJECT = "virtual machine", "virtual machine template", "user"
+IMAGE_OBJECT, DATASTORE_OBJECT = "image", "datastore"
 
 
 class OneFault(Exception):

@@ -17,11 +17,29 @@ Guest side, as the real images behave:
   accounts: USERNAME must be an existing account (the tests use the network's ssh user);
   ``root`` never gets in (the test sshd has ``PermitRootLogin no``, where a real one-context
   image would let root in with the key).
+* Home (NebulaHub's contract, what its START_SCRIPT_BASE64 does on a real one-context guest at
+  boot): with ``NEBULAHUB_HOME_DISK = "<TARGET>"`` and ``NEBULAHUB_HOME = "<path>"``, the disk
+  with that TARGET is formatted if blank (ext4: a fresh filesystem holds ``lost+found``) and
+  mounted at the path, then given to USERNAME with mode 0700 (the script does that at every
+  boot). With ``NEBULAHUB_HOME_FSTAB = "<fstab line>"`` and ``NEBULAHUB_HOME``, the line is
+  added to /etc/fstab and the home mounted from it (``mount <path>``: the line's mount point
+  must be that path). Here an image's content is a folder the double keeps per image, a share
+  a folder given by ``OneDouble.shared_filesystem``; either is bind-mounted at the path in the
+  VM host's own mount namespace (``SshHost.set_mounts``) before its sshd starts. Nothing
+  happens without a START_SCRIPT(_BASE64) (nothing would run on a real guest), on cloud-init
+  images (to my knowledge their OpenNebula datasource runs no START_SCRIPT), or when the path
+  does not exist (the double never creates directories on the machine it shares with the
+  hosts). What a real guest would fail at (no such disk, no such export, a mount point other
+  than the path) is recorded in ``OneDouble.host_errors`` and nothing is mounted.
 """
 from __future__ import annotations
 
 import ipaddress
 import itertools
+import os
+import pwd
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 ONE_CONTEXT, CLOUD_INIT = "one-context", "cloud-init"
@@ -44,6 +62,7 @@ class FakeHost:
         self.network_configured = True   # the guest's eth0 has self.ip
         self.sshd_started = False
         self.destroyed = False
+        self.mounts: list[tuple[str, str]] = []
 
     @property
     def sshd_running(self) -> bool:
@@ -63,6 +82,9 @@ class FakeHost:
 
     def set_login_user(self, user: str) -> None:
         self.user = user
+
+    def set_mounts(self, mounts) -> None:
+        self.mounts = list(mounts)
 
     def destroy(self) -> None:
         self.destroyed = True
@@ -126,3 +148,87 @@ def _set_login_user(host, user: str) -> None:
     # SshHost: sshd's AllowUsers is built from host.user; allow_login() rewrites the config.
     host.user = user
     host.allow_login()
+
+
+# ---------------------------------------------------------------- the home (NebulaHub contract)
+
+class GuestHomeError(Exception):
+    """What the guest's start script would fail at; nothing is mounted."""
+
+
+@dataclass(frozen=True)
+class GuestHome:
+    """A home the guest mounts: ``source`` (the image's folder or the share's) at ``target``.
+    ``image_id`` is set for a volume (formatted at first use, handed to ``owner``)."""
+    source: Path
+    target: str
+    image_id: int | None = None
+    owner: str = ""
+
+
+def guest_home(context: dict[str, str], disks: list[dict[str, str]], *, image_kind: str,
+               image_folder: Callable[[int], Path], shared: list[tuple[str, Path]],
+               real: bool = True) -> GuestHome | None:
+    """The home the guest's START_SCRIPT would mount, from the VM's CONTEXT and DISKs (see the
+    module docstring); None when nothing would be mounted. Raises :class:`GuestHomeError`.
+    ``real=False`` (a :class:`FakeHost`): the machine's folders are not looked at."""
+    home = context.get("NEBULAHUB_HOME", "")
+    script = context.get("START_SCRIPT_BASE64") or context.get("START_SCRIPT")
+    if image_kind != ONE_CONTEXT or not home or not script:
+        return None
+    if not home.startswith("/") or (real and not os.path.isdir(home)):
+        raise GuestHomeError(f"NEBULAHUB_HOME {home!r} is not an existing absolute directory "
+                             "of the test machine (the double creates none)")
+    if context.get("NEBULAHUB_HOME_DISK"):
+        target = context["NEBULAHUB_HOME_DISK"]
+        disk = next((d for d in disks if d.get("TARGET") == target), None)
+        if disk is None:
+            raise GuestHomeError(f"no disk /dev/{target} appeared (NEBULAHUB_HOME_DISK)")
+        if not disk.get("IMAGE_ID"):
+            raise GuestHomeError(f"disk {target} is volatile: the double mounts image disks "
+                                 "only")
+        return GuestHome(image_folder(int(disk["IMAGE_ID"])), home, int(disk["IMAGE_ID"]),
+                         context.get("USERNAME", ""))
+    if context.get("NEBULAHUB_HOME_FSTAB"):
+        fields = context["NEBULAHUB_HOME_FSTAB"].split()
+        if len(fields) < 3:
+            raise GuestHomeError("NEBULAHUB_HOME_FSTAB is not an fstab line")
+        source, mount_point = fields[0], fields[1]
+        if mount_point.rstrip("/") != home.rstrip("/"):
+            raise GuestHomeError(f"mount {home}: the fstab line mounts {mount_point}, "
+                                 f"not {home}")
+        for prefix, local_dir in shared:
+            if source == prefix or source.startswith(prefix.rstrip("/") + "/"):
+                folder = local_dir / source[len(prefix):].strip("/")
+                if real and not folder.is_dir():
+                    raise GuestHomeError(f"mounting {source} failed: no such directory on the "
+                                         f"share (the double's {folder})")
+                return GuestHome(folder, home)
+        raise GuestHomeError(f"mounting {source} failed: no shared filesystem of the double "
+                             "serves it (OneDouble.shared_filesystem)")
+    return None
+
+
+def prepare_home(home: GuestHome) -> None:
+    """What the script does on the guest before and after mounting a volume: format a blank
+    one (a folder with ``lost+found``, root's, 0700, as mkfs.ext4 leaves), then hand the
+    mounted home to the login user with mode 0700 (every boot, as the script does)."""
+    if home.image_id is None:
+        return
+    if not home.source.is_dir():
+        home.source.mkdir(mode=0o755, parents=True)
+        (home.source / "lost+found").mkdir(mode=0o700)
+    if home.owner:
+        try:
+            pw = pwd.getpwnam(home.owner)
+        except KeyError:
+            raise GuestHomeError(f"chown {home.owner}: no such user (USERNAME)") from None
+        os.chown(home.source, pw.pw_uid, pw.pw_gid)
+    os.chmod(home.source, 0o700)
+
+
+def mount_home(host, home: GuestHome | None) -> None:
+    """Bind-mount the home in the host's own mount namespace (``[]`` without a home)."""
+    mounts = [(str(home.source), home.target)] if home else []
+    if hasattr(host, "set_mounts"):
+        host.set_mounts(mounts)

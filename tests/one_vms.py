@@ -71,6 +71,8 @@ LCM_INIT, PROLOG, BOOT, RUNNING = 0, 1, 2, 3
 EPILOG, SHUTDOWN, UNKNOWN, CLEANUP_DELETE = 11, 12, 16, 23
 BOOT_FAILURE, PROLOG_FAILURE, EPILOG_FAILURE = 36, 39, 40
 BACKUP, BACKUP_POWEROFF, RESTORE = 69, 70, 71
+DISK_RESIZE, DISK_RESIZE_POWEROFF, DISK_RESIZE_UNDEPLOYED = (
+    _LCM["DISK_RESIZE"], _LCM["DISK_RESIZE_POWEROFF"], _LCM["DISK_RESIZE_UNDEPLOYED"])
 
 # DispatchManagerActions.cc 342-356: terminate of these goes through trigger_delete.
 _DELETE_ON_TERMINATE = {_LCM[n] for n in """BOOT_FAILURE BOOT_MIGRATE_FAILURE
@@ -85,6 +87,9 @@ _NOT_RUNNING_LCM = {_LCM[n] for n in """HOTPLUG_SAVEAS_POWEROFF HOTPLUG_SAVEAS_S
     DISK_RESIZE_UNDEPLOYED HOTPLUG_NIC_POWEROFF HOTPLUG_SAVEAS_UNDEPLOYED HOTPLUG_SAVEAS_STOPPED
     HOTPLUG_PROLOG_POWEROFF HOTPLUG_EPILOG_POWEROFF""".split()}
 GUEST_STOPPED_STATES = {POWEROFF, SUSPENDED, STOPPED, UNDEPLOYED}
+# trigger_disk_resize_success: where a VM goes when its disk is resized
+_AFTER_RESIZE = {DISK_RESIZE: (ACTIVE, RUNNING), DISK_RESIZE_POWEROFF: (POWEROFF, LCM_INIT),
+                 DISK_RESIZE_UNDEPLOYED: (UNDEPLOYED, LCM_INIT)}
 # QuotaVirtualMachine.cc 30-36: the order oned checks the metrics in.
 CHECK_ORDER = ("VMS", "RUNNING_VMS", "CPU", "RUNNING_CPU", "MEMORY", "RUNNING_MEMORY",
                "PCI_DEV", "RUNNING_PCI_DEV", "PCI_NIC", "RUNNING_PCI_NIC", "SYSTEM_DISK_SIZE")
@@ -123,6 +128,7 @@ class User:
     quota: list[QuotaEntry] = field(default_factory=list)  # oned's order: insertion
     admin_own_vms: bool = False       # DEFAULT_UMASK 177: owners lack ADMIN
     may_create_templates: bool = True
+    ds_quota: list = field(default_factory=list)   # DATASTORE_QUOTA entries (one_images)
 
 
 @dataclass
@@ -149,6 +155,9 @@ class Vm:
     entered: float = field(default_factory=time.monotonic)
     generation: int = 0               # bumped on every state change: stale timers give up
     timer: threading.Timer | None = None
+    disks: list[dict[str, str]] = field(default_factory=list)  # the DISKs oned built
+    on_hold: bool = False             # asked on hold (HOLD once its images are unlocked)
+    image_kind: str = "one-context"   # what its guest's contextualization is
 
     def set_state(self, state: int, lcm_state: int) -> None:
         self.prev_state, self.prev_lcm_state = self.state, self.lcm_state
@@ -266,7 +275,8 @@ class VmLifecycle:
             return None
         return {PROLOG: step + self._delays["prolog"], BOOT: step + self._delays["boot"],
                 SHUTDOWN: step + self._delays["shutdown"], EPILOG: step,
-                CLEANUP_DELETE: step}.get(vm.lcm_state)
+                CLEANUP_DELETE: step, DISK_RESIZE: step, DISK_RESIZE_POWEROFF: step,
+                DISK_RESIZE_UNDEPLOYED: step}.get(vm.lcm_state)
 
     def _drive(self, vm: Vm) -> None:
         """(Re)arm the VM's timer for its current state."""
@@ -312,6 +322,10 @@ class VmLifecycle:
             effects.append(self._destroyer(vm))
         elif vm.lcm_state in (EPILOG, CLEANUP_DELETE):
             self._to_done(vm, effects)
+        elif vm.lcm_state in _AFTER_RESIZE:  # LifeCycleStates.cc 2407-2485
+            self._disk_resize_done(vm)
+            vm.set_state(*_AFTER_RESIZE[vm.lcm_state])
+            self._remember_templates(vm)
 
     def _schedule_pending(self, vm: Vm) -> None:
         """The scheduler's pass over a PENDING VM, and oned's deploy of it."""
@@ -355,6 +369,7 @@ class VmLifecycle:
         with self._lock:
             if self._stopped or vm.generation != generation or vm.host_destroyed:
                 return
+        self._mount_guest_home(vm)   # the guest's start script, before its sshd listens
         self._host_call(vm, "start_sshd")
 
     def _stopper(self, vm: Vm) -> Effect:
@@ -371,6 +386,7 @@ class VmLifecycle:
         the guest destroyed if it still exists."""
         if vm.timer:
             vm.timer.cancel()
+        self._release_disks(vm)  # in its last state: a VM that failed leaves images in ERROR
         vm.set_state(DONE, LCM_INIT)
         vm.etime = int(time.time())
         self._cleanup_quota(vm.owner)

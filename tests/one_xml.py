@@ -313,13 +313,27 @@ def quota_entry_xml(limits: dict[str, float], used: dict[str, float],
     return body
 
 
+_SHORT_DISK = ("DISK_ID", "DATASTORE", "DATASTORE_ID", "IMAGE", "IMAGE_ID", "SIZE", "TYPE",
+               "CLONE", "CLONE_TARGET", "LN_TARGET", "DISK_SNAPSHOT_TOTAL_SIZE")
+
+
 def vm_xml(vm, *, extended: bool) -> str:
     """oned's ``<VM>`` document; ``extended=False`` gives vmpool.info's short body."""
+    template = dict(vm.template)
+    disks = getattr(vm, "disks", None)
+    if disks:  # the DISKs oned built (image attributes, DISK_ID, TARGET), not those asked
+        template["DISK"] = [dict(d) for d in disks] if len(disks) > 1 else dict(disks[0])
+    elif disks is not None:
+        template.pop("DISK", None)
     if extended:
-        template, user_template = vm.template, vm.user_template
-    else:  # vmpool.info's short body: a few attributes only (VirtualMachineTemplate.cc 40-90)
-        template = {k: v for k, v in vm.template.items()
+        user_template = vm.user_template
+    else:  # vmpool.info's short body: a few attributes only (VirtualMachineTemplate.cc 40-90;
+        # DISKs by VirtualMachineDisk::to_xml_short, VirtualMachineDisk.cc 668-683)
+        short = [dict((k, d[k]) for k in _SHORT_DISK if k in d) for d in disks or []]
+        template = {k: v for k, v in template.items()
                     if k in ("CPU", "MEMORY", "NIC", "GRAPHICS", "TEMPLATE_ID")}
+        if short:
+            template["DISK"] = short if len(short) > 1 else short[0]
         user_template = {k: v for k, v in vm.user_template.items()
                          if k in ("LABELS", "ERROR", "SCHED_MESSAGE")}
     history = ""
@@ -346,9 +360,11 @@ def vm_xml(vm, *, extended: bool) -> str:
 
 
 def user_xml(user, entries: list[tuple[str, dict[str, float], dict[str, float]]],
-             default_limits: dict[str, float]) -> str:
+             default_limits: dict[str, float],
+             datastore_quota: str = "<DATASTORE_QUOTA></DATASTORE_QUOTA>") -> str:
     """oned's ``<USER>``: ``entries`` are the VM_QUOTA entries as (cluster_ids, limits,
-    used) in oned's order; DEFAULT_USER_QUOTAS from ``default_limits``."""
+    used) in oned's order; DEFAULT_USER_QUOTAS from ``default_limits``; ``datastore_quota``
+    the ``<DATASTORE_QUOTA>`` element (``tests.one_images.datastore_quota_xml``)."""
     vm_quota = "".join(quota_entry_xml(limits, used, cids, UNLIMITED if cids else DEFAULT)
                        for cids, limits, used in entries)
     defaults = ""
@@ -358,7 +374,7 @@ def user_xml(user, entries: list[tuple[str, dict[str, float], dict[str, float]]]
     return (f"<USER><ID>{user.id}</ID><GID>{user.gid}</GID><GROUPS><ID>{user.gid}</ID>"
             f"</GROUPS><GNAME>{user.gname}</GNAME><NAME>{escape(user.name)}</NAME>"
             f"<PASSWORD>{digest}</PASSWORD><AUTH_DRIVER>core</AUTH_DRIVER>"
-            f"<ENABLED>1</ENABLED><TEMPLATE></TEMPLATE><DATASTORE_QUOTA></DATASTORE_QUOTA>"
+            f"<ENABLED>1</ENABLED><TEMPLATE></TEMPLATE>{datastore_quota}"
             f"<NETWORK_QUOTA></NETWORK_QUOTA><VM_QUOTA>{vm_quota}</VM_QUOTA>"
             f"<IMAGE_QUOTA></IMAGE_QUOTA><DEFAULT_USER_QUOTAS><DATASTORE_QUOTA>"
             f"</DATASTORE_QUOTA><NETWORK_QUOTA></NETWORK_QUOTA><VM_QUOTA>{defaults}"

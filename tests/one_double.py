@@ -28,11 +28,11 @@ What oned does, the double does by default (the knobs only make a scenario happe
   in that cluster (refused: the VM stays PENDING with ERROR).
 * CONTEXT gets oned's ETHx_* values only with NETWORK="YES"; without it the guest has no
   address. one-context images honour USERNAME.
-* Images (``one_storage``): ``one.image.allocate`` makes an empty OS/DATABLOCK image, LOCKED
-  while the datastore creates it, then READY; datastore quota charged at allocate and freed
-  when the image is gone; a persistent image serves one VM at a time (USED_PERS; a second VM
-  is refused at instantiate) and is READY again only when its VM is DONE (ERROR if the VM
-  failed); an extra template's DISK replaces the template's DISKs (oned's merge);
+* Images (``one_storage``, ``one_disks``): ``one.image.allocate`` makes an empty OS/DATABLOCK
+  image, LOCKED while the datastore creates it, then READY; datastore quota charged at allocate
+  and freed when the image is gone; a persistent image serves one VM at a time (USED_PERS; a
+  second VM is refused at instantiate) and is READY again only when its VM is DONE (ERROR if the
+  VM failed); an extra template's DISK replaces the template's DISKs (oned's merge);
   ``one.vm.diskresize`` in RUNNING/POWEROFF/UNDEPLOYED. Image 0 is a public OS image (the
   templates' DISK); datastores 0 system, 1 default (IMAGE_DS, TM local), 2 files.
 * The guest's home: with NebulaHub's CONTEXT (NEBULAHUB_HOME plus NEBULAHUB_HOME_DISK or
@@ -59,10 +59,10 @@ Inspection: ``vms``, ``images``, ``datastores``, ``calls``, ``methods_called()``
 
 Modules: this one (construction, serving, knobs, the command line), ``one_api`` (XML-RPC
 handlers, allocation), ``one_vms`` (states, VM records, life cycle, quota), ``one_storage``
-(images, datastore quota, VM disks, the guest's home), ``one_images`` (image and datastore
-records, their XML), ``one_hosts`` (the VMs' hosts and what their guests do with the
-context), ``one_errors`` (oned's error codes and wording), ``one_xml`` (template syntax,
-context, XML answers).
+(images, datastores, datastore quota), ``one_disks`` (VM DISKs, disk resize, the guest's
+home), ``one_images`` (image and datastore records, their XML), ``one_hosts`` (the VMs'
+hosts and what their guests do with the context), ``one_errors`` (oned's error codes and
+wording), ``one_xml`` (template syntax, context, XML answers).
 """
 from __future__ import annotations
 
@@ -82,6 +82,7 @@ from tests.one_hosts import CLOUD_INIT, IMAGE_KINDS, ONE_CONTEXT, FakeHost, netw
 from tests.one_images import (IMAGE_DELETE, IMAGE_DISABLED, IMAGE_ERROR, IMAGE_INIT, IMAGE_LOCKED,
                               IMAGE_LOCKED_USED, IMAGE_LOCKED_USED_PERS, IMAGE_READY,
                               IMAGE_STATE_NAMES, IMAGE_USED, IMAGE_USED_PERS)
+from tests.one_disks import VmDisks
 from tests.one_storage import ImageStore
 from tests.one_vms import (ACTIVE, BACKUP, BACKUP_POWEROFF, BOOT, BOOT_FAILURE, CLEANUP_DELETE,
                            CLONING, CLONING_FAILURE, DONE, EPILOG, EPILOG_FAILURE, HOLD, INIT,
@@ -131,7 +132,7 @@ class _Server(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
     allow_reuse_address = True
 
 
-class OneDouble(OneApi, VmLifecycle, ImageStore):
+class OneDouble(OneApi, VmLifecycle, ImageStore, VmDisks):
     """The double. ``users`` maps user name to password (``oneadmin`` gets id 0, others 2, 3...).
 
     ``host_factory(vm_id, context) -> host`` makes each VM's host (default :class:`FakeHost`),
@@ -296,8 +297,9 @@ class OneDouble(OneApi, VmLifecycle, ImageStore):
         """Put a VM into any (STATE, LCM_STATE). POWEROFF, SUSPENDED, STOPPED and UNDEPLOYED
         stop its guest's sshd, ACTIVE/RUNNING starts it again, DONE ends the VM (quota
         released, host destroyed, images released as oned releases them from the VM's state:
-        from ACTIVE in any LCM state but EPILOG a persistent image goes to ERROR). The VM then stays there until an API call or another knob
-        moves it, unless ``resume``: then the life cycle carries on from that state."""
+        from ACTIVE in any LCM state but EPILOG a persistent image goes to ERROR). The VM then
+        stays there until an API call or another knob moves it, unless ``resume``: then the
+        life cycle carries on from that state."""
         with self._lock:
             effects = self._force_state(self.vms[vm_id], int(state), int(lcm_state),
                                         bool(resume))

@@ -25,12 +25,13 @@ Guest side, as the real images behave:
   added to /etc/fstab and the home mounted from it (``mount <path>``: the line's mount point
   must be that path). Here an image's content is a folder the double keeps per image, a share
   a folder given by ``OneDouble.shared_filesystem``; either is bind-mounted at the path in the
-  VM host's own mount namespace (``SshHost.set_mounts``) before its sshd starts. Nothing
-  happens without a START_SCRIPT(_BASE64) (nothing would run on a real guest), on cloud-init
-  images (to my knowledge their OpenNebula datasource runs no START_SCRIPT), or when the path
-  does not exist (the double never creates directories on the machine it shares with the
-  hosts). What a real guest would fail at (no such disk, no such export, a mount point other
-  than the path) is recorded in ``OneDouble.host_errors`` and nothing is mounted.
+  VM host's own mount namespace (``SshHost.set_mounts``) before its sshd starts
+  (``one_disks``). Nothing happens without a START_SCRIPT(_BASE64) (nothing would run on a
+  real guest), on cloud-init images (to my knowledge their OpenNebula datasource runs no
+  START_SCRIPT), or when the path does not exist (the double never creates directories on the
+  machine it shares with the hosts). What a real guest would fail at (no such disk, no such
+  export, a mount point other than the path) is recorded in ``OneDouble.host_errors`` and
+  nothing is mounted.
 """
 from __future__ import annotations
 

@@ -8,9 +8,10 @@ Sources (OpenNebula/one at tag release-7.3.80, commit a8b9b798; line numbers che
   LOCKED_USED_PERS 10); ``state_to_str`` 151-168 names USED_PERS "USED" and LOCKED_USED_PERS
   "LOCKED_USED" (the words of "it is in state: ..." refusals).
 * The ``<IMAGE>`` document: ``Image::to_xml`` (``src/image/Image.cc`` 392-446), element order of
-  ``share/doc/xsd/image.xsd``; ``<VMS>`` is an ``ObjectCollection`` (``src/pool/ObjectCollection.cc``
-  86-101: ``<VMS><ID>5</ID></VMS>``); ``<SNAPSHOTS>`` a ``Snapshots`` template
-  (``src/vm/Snapshots.cc`` 26-44: ALLOW_ORPHANS, CURRENT_BASE -1, NEXT_SNAPSHOT 0).
+  ``share/doc/xsd/image.xsd``; ``<VMS>`` is an ``ObjectCollection``
+  (``src/pool/ObjectCollection.cc`` 86-101: ``<VMS><ID>5</ID></VMS>``); ``<SNAPSHOTS>`` a
+  ``Snapshots`` template (``src/vm/Snapshots.cc`` 26-44: ALLOW_ORPHANS, CURRENT_BASE -1,
+  NEXT_SNAPSHOT 0).
 * What stays in an image's TEMPLATE: ``Image::insert`` (``Image.cc`` 84-290) takes NAME, TYPE,
   PERSISTENT, SIZE, FS, PATH, SOURCE, FORMAT, TM_MAD out and drops DRIVER; OS/DATABLOCK images get
   ``DEV_PREFIX`` (oned.conf ``DEFAULT_DEVICE_PREFIX = "sd"``, ``share/etc/oned.conf`` 399); an

@@ -329,7 +329,7 @@ def vm_xml(vm, *, extended: bool) -> str:
         user_template = vm.user_template
     else:  # vmpool.info's short body: a few attributes only (VirtualMachineTemplate.cc 40-90;
         # DISKs by VirtualMachineDisk::to_xml_short, VirtualMachineDisk.cc 668-683)
-        short = [dict((k, d[k]) for k in _SHORT_DISK if k in d) for d in disks or []]
+        short = [{k: d[k] for k in _SHORT_DISK if k in d} for d in disks or []]
         template = {k: v for k, v in template.items()
                     if k in ("CPU", "MEMORY", "NIC", "GRAPHICS", "TEMPLATE_ID")}
         if short:

@@ -74,8 +74,8 @@ def start_vm(double, net, pub, context, disks=()):
                                       "USERNAME": net.ssh_user, "START_SCRIPT_BASE64": SCRIPT,
                                       **context}}}
     vm_id = server.template.instantiate(0, "home", False, extra, False)
-    until(lambda: (lambda vm: (vm.STATE, vm.LCM_STATE) == (ACTIVE, RUNNING))(
-        server.vm.info(vm_id)), what=f"VM {vm_id} RUNNING")
+    until(lambda: ((vm := server.vm.info(vm_id)).STATE, vm.LCM_STATE) == (ACTIVE, RUNNING),
+          what=f"VM {vm_id} RUNNING")
     host = double.host_of(vm_id)
     host.wait_accepting(10)
     return vm_id, host
@@ -179,7 +179,7 @@ def test_a_shared_filesystem_mounts_the_users_folder_at_the_home(double, net, ke
 
 
 def test_without_the_start_script_nothing_is_mounted(double, net, key, home):
-    priv, pub = key
+    _, pub = key
     server = one(double)
     iid = new_home_image(server, "home-3")
     extra = {"TEMPLATE": {"DISK": [{"IMAGE_ID": "0"}, {"IMAGE_ID": str(iid), "TARGET": "vdb"}],

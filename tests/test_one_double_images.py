@@ -10,10 +10,26 @@ import xmlrpc.client
 import pyone
 import pytest
 
-from tests.one_double import (ACTIVE, ALLOCATE, BOOT_FAILURE, CLONING, DISK_RESIZE, DONE,
-                              EPILOG, IMAGE_DELETE, IMAGE_ERROR, IMAGE_LOCKED,
-                              IMAGE_LOCKED_USED_PERS, IMAGE_READY, IMAGE_USED, IMAGE_USED_PERS,
-                              PROLOG, RUNNING, SHUTDOWN, OneDouble)
+from tests.one_double import (
+    ACTIVE,
+    ALLOCATE,
+    BOOT_FAILURE,
+    CLONING,
+    DISK_RESIZE,
+    DONE,
+    EPILOG,
+    IMAGE_DELETE,
+    IMAGE_ERROR,
+    IMAGE_LOCKED,
+    IMAGE_LOCKED_USED_PERS,
+    IMAGE_READY,
+    IMAGE_USED,
+    IMAGE_USED_PERS,
+    PROLOG,
+    RUNNING,
+    SHUTDOWN,
+    OneDouble,
+)
 
 HOME = {"TYPE": "DATABLOCK", "SIZE": "1024", "PERSISTENT": "YES",
         "NEBULAHUB_HUB_ID": "hub-1", "NEBULAHUB_USER": "alice", "NEBULAHUB_SERVER": ""}
@@ -119,8 +135,8 @@ def test_allocate_refusals_in_onedss_words(double):
     assert api.allocate("alice:pw", "NAME=x\nTYPE=DATABLOCK\nSIZE=1", 7) == [
         False, "[one.image.allocate] Error getting datastore [7].", 0x400, 7, 0]
     assert api.allocate("alice:pw", "NAME=x\nTYPE=DATABLOCK\nSIZE=1", 0) == [
-        False, "[one.image.allocate] Error allocating a new image. New images can only be "
-               "allocated in a files or image datastore.", 0x4000, -1, 0]
+        False, ("[one.image.allocate] Error allocating a new image. New images can only be "
+                "allocated in a files or image datastore."), 0x4000, -1, 0]
     with pytest.raises(pyone.OneInternalException,
                        match=r"^\[one.image.allocate\] Cannot parse image SIZE: Wrong number or "
                              r"missing SIZE attribute.$"):
@@ -147,8 +163,8 @@ def test_datastore_quota_is_shown_enforced_and_freed_by_delete(double):
         "2", "1", "1500", "1024")
     refused = raw(double).image.allocate("alice:pw", "NAME=second\nTYPE=DATABLOCK\nSIZE=1024\n"
                                                      "PERSISTENT=YES", 1)
-    assert refused == [False, "[one.image.allocate] User [2] : user [2] limit of 1500 reached "
-                              "for SIZE quota in DATASTORE with ID: 1.", 0x200, -1, 0]
+    assert refused == [False, ("[one.image.allocate] User [2] : user [2] limit of 1500 "
+                               "reached for SIZE quota in DATASTORE with ID: 1."), 0x200, -1, 0]
     with pytest.raises(pyone.OneAuthorizationException, match="limit of 2 reached for IMAGES"):
         alice.image.allocate("NAME=a\nTYPE=DATABLOCK\nSIZE=1", 1)
         alice.image.allocate("NAME=b\nTYPE=DATABLOCK\nSIZE=1", 1)
@@ -174,9 +190,9 @@ def test_a_persistent_image_serves_one_vm_at_a_time_and_is_free_again_only_at_do
     refused = api.template.instantiate("alice:pw", 0, "second", False,
                                        f'DISK = [ IMAGE_ID = "0" ]\nDISK = [ IMAGE_ID = "{iid}", '
                                        'TARGET = "vdb" ]', False)
-    assert refused == [False, "[one.template.instantiate] Error allocating a new virtual machine "
-                              f"template. DISK 1: Cannot acquire image {iid}, it is persistent "
-                              "and already in use", ALLOCATE, -1, 0]
+    assert refused == [False, ("[one.template.instantiate] Error allocating a new virtual "
+                               f"machine template. DISK 1: Cannot acquire image {iid}, it is "
+                               "persistent and already in use"), ALLOCATE, -1, 0]
     assert api.image.delete("alice:pw", iid) == [
         False, "[one.image.delete] Cannot delete image. There are 1 VMs using it.", 0x800, -1, 0]
     vm_state(alice, vm1, ACTIVE, RUNNING)

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     prefix = "/" + args.prefix.strip("/") if args.prefix.strip("/") else ""
     listen = ({"unix_socket": args.unix_socket} if args.unix_socket
               else {"port": args.port, "address": "127.0.0.1"})
-    origins = allowed_origins() or (["127.0.0.1:*", "localhost:*"] if args.port else [])
+    origins = allowed_origins() or ([f"127.0.0.1:{args.port}", f"localhost:{args.port}"] if args.port else [])
     if args.unix_socket and not origins:
         logging.getLogger(__name__).warning(
             "No public origin of the hub is known (NEBULAHUB_PUBLIC_ORIGINS): browsers cannot "

@@ -9,5 +9,8 @@ python3 -m venv "$env_dir"
 "$env_dir/bin/pip" install --quiet "jupyterhub==6.1.1" "jupyterlab>=4.4,<5"
 if [ -n "$src" ]; then
   "$env_dir/bin/pip" install --quiet "$src"
+  # byte-compile the plotting stack and check that a fresh app process draws its first frame
+  # without compiling anything (see panel_apps/prepare.py)
+  "$env_dir/bin/python" -m panel_apps.prepare
 fi
 echo "Prepared $env_dir; set c.OpenNebulaSpawner.python_env = \"$env_dir\""

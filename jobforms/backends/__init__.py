@@ -1,0 +1,18 @@
+"""Batch backends of the jobs service: where a problem-oriented job runs.
+
+One small contract (:class:`~.base.Backend`, documented there) and one module per batch system:
+``local`` (the hub's own machine, the demo's default), ``slurm`` and ``htcondor``. The service
+picks a class by name from :data:`BACKENDS` and lists :data:`BACKEND_CLASSES` among its
+application's configurable classes, so every setting shows in ``--help-all``.
+"""
+from .base import (Backend, BackendStatus, BatchJob, BatchState, FINAL_BATCH_STATES, Limits,
+                   Resources)
+from .errors import BackendError, BackendUnavailable, CommandFailed, JobRefused
+from .local import LocalBackend
+
+BACKENDS = {cls.name: cls for cls in (LocalBackend,)}
+BACKEND_CLASSES = [Backend, *BACKENDS.values()]
+
+__all__ = ["BACKENDS", "BACKEND_CLASSES", "Backend", "BackendError", "BackendStatus",
+           "BackendUnavailable", "BatchJob", "BatchState", "CommandFailed", "FINAL_BATCH_STATES",
+           "JobRefused", "Limits", "LocalBackend", "Resources"]

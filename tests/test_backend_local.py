@@ -1,0 +1,190 @@
+"""The local backend runs real processes as a non-root account: a job completes with its output,
+fails with its exit code and error file, is cancelled (its whole session ends), is stopped at
+its wall time, and is noticed as vanished when something outside kills it."""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+
+import pytest
+
+from jobforms.backends import BatchJob, BatchState, CommandFailed, LocalBackend, Resources
+from machines.hosts import LocalHost
+
+
+class CountingHost(LocalHost):
+    """The real LocalHost, counting the commands it runs (to check one round per poll)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.commands: list[list[str]] = []
+
+    async def run(self, argv, **kw):
+        self.commands.append(list(argv))
+        return await super().run(argv, **kw)
+
+
+@pytest.fixture
+def workdir(shared_tmp, test_account):
+    path = os.path.join(shared_tmp, f"local-{uuid.uuid4().hex[:8]}")
+    os.mkdir(path, 0o700)
+    os.chown(path, test_account.uid, test_account.gid)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+async def backend(test_account):
+    backend = LocalBackend(host=CountingHost(test_account.name, "/", "/usr/bin/python3"),
+                           kill_grace=1)
+    backend.submitted = []
+    yield backend
+    for folder in backend.submitted:   # nothing outlives the test
+        await backend.cancel(folder)
+
+
+def make_job(workdir, account, argv, name="j1", **resources) -> BatchJob:
+    return BatchJob(job_id=name, argv=argv, workdir=workdir, stdout=f"{workdir}/{name}.out",
+                    stderr=f"{workdir}/{name}.err", account=account,
+                    env={"NEBULAHUB_GREETING": "hello world"}, resources=Resources(**resources))
+
+
+async def submit(backend, job) -> str:
+    folder = await backend.submit(job)
+    backend.submitted.append(folder)
+    return folder
+
+
+async def wait_for(backend, backend_id, *states, timeout=30):
+    deadline = time.monotonic() + timeout
+    while True:
+        status = (await backend.status([backend_id]))[backend_id]
+        if status.state in states or time.monotonic() > deadline:
+            assert status.state in states, status
+            return status
+        await asyncio.sleep(0.2)
+
+
+def session_alive(pid: str) -> list[str]:
+    out = subprocess.run(["ps", "-o", "pid=,stat=", "--sid", pid], capture_output=True,
+                         text=True).stdout
+    return [line for line in out.splitlines() if not line.split()[1].startswith("Z")]
+
+
+async def test_a_job_runs_as_the_users_account_and_completes_with_its_output(
+        backend, workdir, test_account):
+    job = make_job(workdir, test_account.name,
+                   ["sh", "-c", 'id -u; pwd; echo "$NEBULAHUB_GREETING"; echo "$1"', "sh",
+                    "two words; $(not run)"])
+    folder = await submit(backend, job)
+    assert folder == f"{workdir}/.nebulahub/j1"
+    status = await wait_for(backend, folder, BatchState.COMPLETED)
+    assert status.exit_code == 0 and status.reason == "The program ended with exit code 0."
+    with open(job.stdout) as out:
+        assert out.read().splitlines() == [str(test_account.uid), workdir, "hello world",
+                                           "two words; $(not run)"]
+    assert os.stat(job.stdout).st_uid == test_account.uid
+
+
+async def test_a_failing_program_is_failed_with_its_exit_code_and_error_file(
+        backend, workdir, test_account):
+    job = make_job(workdir, test_account.name, ["sh", "-c", "echo oops >&2; exit 3"])
+    folder = await submit(backend, job)
+    status = await wait_for(backend, folder, BatchState.FAILED)
+    assert status.exit_code == 3 and "exited with code 3" in status.reason
+    with open(job.stderr) as err:
+        assert err.read() == "oops\n"
+
+
+async def test_a_missing_program_fails_with_the_shells_word_in_the_error_file(
+        backend, workdir, test_account):
+    job = make_job(workdir, test_account.name, ["no-such-program-here"])
+    status = await wait_for(backend, await submit(backend, job), BatchState.FAILED)
+    assert status.exit_code in (126, 127)   # 126: a folder on PATH is closed to the account
+    with open(job.stderr) as err:
+        assert "no-such-program-here" in err.read()
+
+
+async def test_cancel_while_running_ends_the_whole_session_and_reads_cancelled(
+        backend, workdir, test_account):
+    job = make_job(workdir, test_account.name, ["sh", "-c", "sleep 300 & sleep 300; wait"])
+    folder = await submit(backend, job)
+    await wait_for(backend, folder, BatchState.RUNNING)
+    with open(f"{folder}/pid") as f:
+        pid = f.read().strip()
+    assert session_alive(pid)
+    await backend.cancel(folder)
+    status = await wait_for(backend, folder, BatchState.CANCELLED)
+    assert status.reason == "The job was cancelled."
+    assert session_alive(pid) == []
+    await backend.cancel(folder)   # again: nothing to do, no error
+
+
+async def test_a_job_ignoring_sigterm_is_killed_after_the_grace(backend, workdir, test_account):
+    job = make_job(workdir, test_account.name, ["sh", "-c", "trap '' TERM; sleep 300"])
+    folder = await submit(backend, job)
+    await wait_for(backend, folder, BatchState.RUNNING)
+    started = time.monotonic()
+    await backend.cancel(folder)
+    assert (await wait_for(backend, folder, BatchState.CANCELLED, timeout=10))
+    assert time.monotonic() - started < 8
+    with open(f"{folder}/pid") as f:
+        assert session_alive(f.read().strip()) == []
+
+
+async def test_a_job_is_stopped_at_its_wall_time(backend, workdir, test_account):
+    job = make_job(workdir, test_account.name, ["sleep", "300"], walltime_s=2)
+    folder = await submit(backend, job)
+    status = await wait_for(backend, folder, BatchState.FAILED, timeout=20)
+    assert "wall time of 2 s" in status.reason
+    with open(f"{folder}/pid") as f:
+        pid = f.read().strip()
+    deadline = time.monotonic() + 5   # the watchdog itself leaves after its grace
+    while session_alive(pid) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+    assert session_alive(pid) == []
+
+
+async def test_a_job_killed_outside_nebulahub_is_noticed_as_vanished(
+        backend, workdir, test_account):
+    folder = await submit(backend, make_job(workdir, test_account.name, ["sleep", "300"]))
+    await wait_for(backend, folder, BatchState.RUNNING)
+    with open(f"{folder}/pid") as f:
+        pid = int(f.read())
+    os.killpg(pid, signal.SIGKILL)
+    status = await wait_for(backend, folder, BatchState.VANISHED)
+    assert "without recording an exit code" in status.reason
+
+
+async def test_one_poll_reads_many_jobs_with_a_fixed_number_of_commands(
+        backend, workdir, test_account):
+    folders = [await submit(backend, make_job(workdir, test_account.name, ["sleep", "300"],
+                                              name=f"many{i}")) for i in range(5)]
+    backend.host.commands.clear()
+    statuses = await backend.status(folders + folders[:1])
+    assert set(statuses) == set(folders)
+    assert {s.state for s in statuses.values()} <= {BatchState.RUNNING}
+    assert len(backend.host.commands) <= 3     # grep of the control files, ps (and a re-read)
+
+
+async def test_a_job_id_is_started_once(backend, workdir, test_account):
+    job = make_job(workdir, test_account.name, ["true"])
+    await submit(backend, job)
+    with pytest.raises(CommandFailed) as failed:
+        await backend.submit(job)
+    assert "started already" in str(failed.value)
+
+
+async def test_the_local_backend_offers_one_node_with_this_machines_cores(backend):
+    offers = await backend.offers()
+    assert offers.nodes == 1 and offers.cores == os.cpu_count()
+    assert offers.memory_mb > 100 and offers.walltime_s is None
+    backend.limits = {"cores": 1, "walltime_s": 600}
+    assert (await backend.offers()).as_dict() == {"nodes": 1, "cores": 1,
+                                                  "memory_mb": offers.memory_mb,
+                                                  "walltime_s": 600}

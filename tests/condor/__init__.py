@@ -1,0 +1,1 @@
+"""A stand-in for HTCondor's command-line tools (see README): no HTCondor daemons exist here."""

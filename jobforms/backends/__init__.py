@@ -8,11 +8,12 @@ application's configurable classes, so every setting shows in ``--help-all``.
 from .base import (Backend, BackendStatus, BatchJob, BatchState, FINAL_BATCH_STATES, Limits,
                    Resources)
 from .errors import BackendError, BackendUnavailable, CommandFailed, JobRefused
+from .htcondor import HTCondorBackend
 from .local import LocalBackend
 
-BACKENDS = {cls.name: cls for cls in (LocalBackend,)}
+BACKENDS = {cls.name: cls for cls in (LocalBackend, HTCondorBackend)}
 BACKEND_CLASSES = [Backend, *BACKENDS.values()]
 
 __all__ = ["BACKENDS", "BACKEND_CLASSES", "Backend", "BackendError", "BackendStatus",
            "BackendUnavailable", "BatchJob", "BatchState", "CommandFailed", "FINAL_BATCH_STATES",
-           "JobRefused", "Limits", "LocalBackend", "Resources"]
+           "HTCondorBackend", "JobRefused", "Limits", "LocalBackend", "Resources"]

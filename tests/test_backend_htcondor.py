@@ -3,22 +3,21 @@ as a non-root account: every JobStatus is mapped, a poll is one condor_q, the ar
 the program exactly, and the fake keeps dask-jobqueue's condor_submit contract."""
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from jobforms.backends import (BatchJob, BatchState, HTCondorBackend, JobRefused, Resources)
+from jobforms.backends import BatchState, HTCondorBackend, JobRefused
 from jobforms.backends.htcondor import status_of
 from machines.hosts import LocalHost
+from tests.test_backend_support import account_folder, make_job, wait_for
 
 CONDOR_BIN = Path(__file__).parent / "condor" / "bin"
 PRINT_ARGV = "import json, sys; print(json.dumps(sys.argv[1:]))"
@@ -64,9 +63,9 @@ def pool(shared_tmp, test_account, local_accounts):
     pool = Pool(state, local_accounts.python_env)
     yield pool
     for pid in pool.leftovers():   # a failed test must not leave its jobs running
-        for kill in (lambda: os.killpg(pid, signal.SIGCONT), lambda: os.killpg(pid, signal.SIGKILL)):
+        for sig in (signal.SIGCONT, signal.SIGKILL):
             try:
-                kill()
+                os.killpg(pid, sig)
             except (ProcessLookupError, PermissionError):
                 pass
     shutil.rmtree(state, ignore_errors=True)
@@ -79,35 +78,15 @@ def backend(pool, test_account):
 
 
 @pytest.fixture
-def workdir(pool):
-    path = pool.state / "work"
-    path.mkdir(mode=0o700)
-    os.chown(path, pool.state.stat().st_uid, pool.state.stat().st_gid)
-    return str(path)
-
-
-def make_job(workdir, account, argv, name="c1", **resources) -> BatchJob:
-    return BatchJob(job_id=name, argv=argv, workdir=workdir, stdout=f"{workdir}/{name}.out",
-                    stderr=f"{workdir}/{name}.err", account=account,
-                    env={"NEBULAHUB_GREETING": "hello 'world'"},
-                    resources=Resources(**resources))
-
-
-async def wait_for(backend, backend_id, *states, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        status = (await backend.status([backend_id]))[backend_id]
-        if status.state in states or time.monotonic() > deadline:
-            assert status.state in states, status
-            return status
-        await asyncio.sleep(0.2)
+def workdir(pool, test_account):
+    return account_folder(str(pool.state), test_account.uid, test_account.gid)
 
 
 async def test_a_job_runs_with_its_arguments_environment_and_folder_and_completes(
         backend, pool, workdir, test_account):
     job = make_job(workdir, test_account.name,
                    ["/bin/sh", "-c", 'echo "$1"; echo "$NEBULAHUB_GREETING"; pwd; id -u', "sh",
-                    "two words 'single' \"double\" #SBATCH"])
+                    "two words 'single' \"double\" #SBATCH"], name="c1")
     job_id = await backend.submit(job)
     assert job_id == "1.0"
     status = await wait_for(backend, job_id, BatchState.COMPLETED)

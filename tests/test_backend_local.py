@@ -9,31 +9,16 @@ import shutil
 import signal
 import subprocess
 import time
-import uuid
 
 import pytest
 
-from jobforms.backends import BatchJob, BatchState, CommandFailed, LocalBackend, Resources
-from machines.hosts import LocalHost
-
-
-class CountingHost(LocalHost):
-    """The real LocalHost, counting the commands it runs (to check one round per poll)."""
-
-    def __init__(self, *args):
-        super().__init__(*args)
-        self.commands: list[list[str]] = []
-
-    async def run(self, argv, **kw):
-        self.commands.append(list(argv))
-        return await super().run(argv, **kw)
+from jobforms.backends import BatchState, CommandFailed, LocalBackend
+from tests.test_backend_support import CountingHost, account_folder, make_job, wait_for
 
 
 @pytest.fixture
 def workdir(shared_tmp, test_account):
-    path = os.path.join(shared_tmp, f"local-{uuid.uuid4().hex[:8]}")
-    os.mkdir(path, 0o700)
-    os.chown(path, test_account.uid, test_account.gid)
+    path = account_folder(shared_tmp, test_account.uid, test_account.gid, "local")
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
@@ -48,26 +33,10 @@ async def backend(test_account):
         await backend.cancel(folder)
 
 
-def make_job(workdir, account, argv, name="j1", **resources) -> BatchJob:
-    return BatchJob(job_id=name, argv=argv, workdir=workdir, stdout=f"{workdir}/{name}.out",
-                    stderr=f"{workdir}/{name}.err", account=account,
-                    env={"NEBULAHUB_GREETING": "hello world"}, resources=Resources(**resources))
-
-
 async def submit(backend, job) -> str:
     folder = await backend.submit(job)
     backend.submitted.append(folder)
     return folder
-
-
-async def wait_for(backend, backend_id, *states, timeout=30):
-    deadline = time.monotonic() + timeout
-    while True:
-        status = (await backend.status([backend_id]))[backend_id]
-        if status.state in states or time.monotonic() > deadline:
-            assert status.state in states, status
-            return status
-        await asyncio.sleep(0.2)
 
 
 def session_alive(pid: str) -> list[str]:
@@ -86,7 +55,7 @@ async def test_a_job_runs_as_the_users_account_and_completes_with_its_output(
     status = await wait_for(backend, folder, BatchState.COMPLETED)
     assert status.exit_code == 0 and status.reason == "The program ended with exit code 0."
     with open(job.stdout) as out:
-        assert out.read().splitlines() == [str(test_account.uid), workdir, "hello world",
+        assert out.read().splitlines() == [str(test_account.uid), workdir, "hello 'world'",
                                            "two words; $(not run)"]
     assert os.stat(job.stdout).st_uid == test_account.uid
 

@@ -38,7 +38,8 @@ def _text(field_name: str, value: str) -> None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise JobRefused(field_name, f"{field_name} is not valid text (a lone surrogate).") from None
+        raise JobRefused(field_name, f"{field_name} is not valid text (a lone surrogate).") \
+            from None
 
 
 def _absolute(field_name: str, path: str) -> None:
@@ -261,7 +262,8 @@ class Backend(LoggingConfigurable):
 
     def _checked_id(self, backend_id: str) -> str:
         """The id as the batch system spells it (ValueError for one it never gave)."""
-        if not isinstance(backend_id, str) or not re.fullmatch(self.backend_id_regexp, backend_id):
+        if not isinstance(backend_id, str) or \
+                not re.fullmatch(self.backend_id_regexp, backend_id):
             raise ValueError(f"{backend_id!r} is not a {self.name} job id")
         return backend_id
 

@@ -10,10 +10,12 @@ from .base import (Backend, BackendStatus, BatchJob, BatchState, FINAL_BATCH_STA
 from .errors import BackendError, BackendUnavailable, CommandFailed, JobRefused
 from .htcondor import HTCondorBackend
 from .local import LocalBackend
+from .slurm import SlurmBackend
 
-BACKENDS = {cls.name: cls for cls in (LocalBackend, HTCondorBackend)}
+BACKENDS = {cls.name: cls for cls in (LocalBackend, SlurmBackend, HTCondorBackend)}
 BACKEND_CLASSES = [Backend, *BACKENDS.values()]
 
 __all__ = ["BACKENDS", "BACKEND_CLASSES", "Backend", "BackendError", "BackendStatus",
            "BackendUnavailable", "BatchJob", "BatchState", "CommandFailed", "FINAL_BATCH_STATES",
-           "HTCondorBackend", "JobRefused", "Limits", "LocalBackend", "Resources"]
+           "HTCondorBackend", "JobRefused", "Limits", "LocalBackend", "Resources",
+           "SlurmBackend"]

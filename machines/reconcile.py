@@ -77,6 +77,15 @@ async def reconcile(client: OpenNebulaClient, hub_id: str, sources: Mapping[str,
     return orphans
 
 
+async def volumes_without_user(client: OpenNebulaClient, hub_id: str,
+                               users: set[str]) -> list:
+    """Home volumes of this hub whose user the hub no longer knows. Listed for the admin,
+    never deleted: they hold someone's files."""
+    from opennebula import TAG_USER
+
+    return [v for v in await client.list_volumes(hub_id) if v.tags.get(TAG_USER) not in users]
+
+
 async def sweep_forever(client: OpenNebulaClient, hub_id: str,
                         sources: Mapping[str, OwnerSource], every: float) -> None:
     """The periodic sweep (run as a JupyterHub managed service)."""

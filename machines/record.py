@@ -38,6 +38,8 @@ class Machine(BaseModel):
     user: str = Field("", description="the user it serves (their own machines' keys are theirs)")
     start_id: str = Field("", description="the acquisition's id, tagged on the machine first")
     vm_id: int | None = Field(None, description="the cloud VM to terminate on release")
+    volume_id: int | None = Field(None, description="the user's home volume attached to the "
+                                                    "VM: never deleted with it")
     own_resource: bool = Field(False, description="the user's own machine: keys pinned per user")
     host: str = Field("", description="address the hub connects to")
     port: int = Field(22, description="its SSH port")

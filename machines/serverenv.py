@@ -78,6 +78,9 @@ def ensure_server_env(path: str = DEFAULT_PATH, *, python: str = SYSTEM_PYTHON,
                 _pip(env, str(PROJECT), log=log)
             else:
                 _pip(env, "--no-deps", "--force-reinstall", str(PROJECT), log=log)
+            # the plotting app's first frame must never wait on compiling: prepared here
+            subprocess.run([str(env / "bin" / "python"), "-m", "panel_apps.prepare"], check=True,
+                           stdout=subprocess.DEVNULL)
             (env / STAMP).write_text(json.dumps(want))
     finally:
         os.umask(old_umask)

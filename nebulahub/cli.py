@@ -1,4 +1,5 @@
-"""``nebulahub`` command line: demo, reconcile, accounts, hostkeys, server-env, sample-data."""
+"""``nebulahub`` command line: demo, reconcile, accounts, hostkeys, volumes, server-env,
+sample-data."""
 from __future__ import annotations
 
 import argparse
@@ -14,8 +15,8 @@ def cmd_reconcile(args) -> int:
     from functools import partial
 
     from machines import OwnerKind
-    from machines.reconcile import reconcile, sweep_forever
-    from spawner.reconcile import hub_references
+    from machines.reconcile import reconcile, sweep_forever, volumes_without_user
+    from spawner.reconcile import hub_references, hub_users
 
     provider = machine_provider("opennebula", load_config(args.config))
     token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
@@ -34,6 +35,11 @@ def cmd_reconcile(args) -> int:
                                   dry_run=args.dry_run)
         verb = "would terminate" if args.dry_run else "terminated"
         print(f"{len(orphans)} orphan VM(s) {verb}: {', '.join(str(v.id) for v in orphans) or '-'}")
+        lost = await volumes_without_user(provider.client, provider.hub_id,
+                                          await hub_users(api_url, token))
+        print(f"{len(lost)} home volume(s) of users the hub no longer knows (kept; delete with "
+              f"`nebulahub volumes delete USER`): "
+              + (", ".join(f"{v.id} ({v.tags.get('NEBULAHUB_USER', '?')})" for v in lost) or "-"))
         return 0
 
     if args.every:
@@ -86,6 +92,68 @@ def cmd_hostkeys(args) -> int:
     return 1
 
 
+def cmd_volumes(args) -> int:
+    """Users' home volumes (OpenNebula images tagged with this hub): list, resize, delete."""
+    from machines.providers.homes import TAG_RESIZE
+    from opennebula import TAG_SERVER, TAG_USER
+
+    provider = machine_provider("opennebula", load_config(args.config))
+    client = provider.client
+
+    async def run() -> int:
+        volumes = await client.list_volumes(provider.hub_id)
+        if args.action == "list":
+            print("image\tuser\tserver\tsize MB\tstate\tattached to VMs")
+            for v in sorted(volumes, key=lambda v: (v.tags.get(TAG_USER, ""), v.id)):
+                if args.user and v.tags.get(TAG_USER) != args.user:
+                    continue
+                print(f"{v.id}\t{v.tags.get(TAG_USER, '?')}\t{v.tags.get(TAG_SERVER) or '-'}\t"
+                      f"{v.size_mb:g}\t{v.state_name}\t"
+                      f"{','.join(map(str, v.vm_ids)) or '-'}")
+            return 0
+        if not args.user:
+            print(f"nebulahub volumes {args.action}: name the user", file=sys.stderr)
+            return 2
+        found = [v for v in volumes if v.tags.get(TAG_USER) == args.user
+                 and (v.tags.get(TAG_SERVER) or "") == args.server]
+        if not found:
+            print(f"no volume for {args.user}/{args.server}", file=sys.stderr)
+            return 1
+        volume = found[0]
+        if args.action == "resize":
+            if not args.size or args.size <= volume.size_mb:
+                print(f"give --size larger than the current {volume.size_mb:g} MB",
+                      file=sys.stderr)
+                return 2
+            if volume.vm_ids:  # attached: grow it now
+                vm = volume.vm_ids[0]
+                info = await client.vm_info(vm)
+                await client.resize_disk(vm, info.disk_ids.get(volume.id, 1), args.size)
+                print(f"volume {volume.id} resized to {args.size} MB on VM {vm}")
+            else:  # grown when it is attached next
+                await client.tag_image(volume.id, {TAG_RESIZE: str(args.size)})
+                print(f"volume {volume.id} will be {args.size} MB when next attached")
+            return 0
+        if volume.in_use:
+            print(f"volume {volume.id} is attached to a VM ({volume.state_name}); stop the "
+                  "user's server first", file=sys.stderr)
+            return 1
+        if not args.yes:
+            answer = input(f"Delete volume {volume.id} of {args.user} with all their files? "
+                           "Type the user's name to confirm: ")
+            if answer.strip() != args.user:
+                print("not deleted")
+                return 1
+        await client.delete_image(volume.id)
+        print(f"volume {volume.id} of {args.user} deleted")
+        return 0
+
+    try:
+        return asyncio.run(run())
+    finally:
+        client.shutdown()
+
+
 def cmd_server_env(args) -> int:
     from machines.serverenv import ensure_server_env
 
@@ -115,9 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     keys.add_argument("action", choices=["list", "forget"])
     keys.add_argument("host", nargs="?", help="host:port whose key to forget")
     keys.add_argument("--user", help="the hub user whose own machine it is (default: admin's)")
+    vol = sub.add_parser("volumes", help="users' home volumes on OpenNebula")
+    vol.add_argument("action", choices=["list", "resize", "delete"])
+    vol.add_argument("user", nargs="?", help="the hub user")
+    vol.add_argument("--server", default="", help="a named server's volume (default: the "
+                                                  "default server's)")
+    vol.add_argument("--size", type=int, help="resize: the new size in MB")
+    vol.add_argument("--yes", action="store_true", help="delete without asking")
     env = sub.add_parser("server-env", help="build the environment local servers run from")
     env.add_argument("path", nargs="?", default="/var/lib/nebulahub/server-env")
-    for p in (rec, acc, keys):
+    for p in (rec, acc, keys, vol):
         p.add_argument("--config", default="jupyterhub_config.py", help="the hub's config file")
     sub.add_parser("sample-data", help="write demo data files (see --help)", add_help=False)
     args, rest = parser.parse_known_args(argv)
@@ -126,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     return {"reconcile": cmd_reconcile, "demo": cmd_demo, "accounts": cmd_accounts,
-            "hostkeys": cmd_hostkeys, "server-env": cmd_server_env}[args.command](args)
+            "hostkeys": cmd_hostkeys, "volumes": cmd_volumes,
+            "server-env": cmd_server_env}[args.command](args)
 
 
 if __name__ == "__main__":

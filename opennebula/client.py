@@ -20,6 +20,7 @@ from pyone.server_xrpc import RequestsTransport
 from . import parsing
 from .errors import (CloudUnavailableError, NotFoundError, OpenNebulaError, VmBusyError,
                      public_endpoint, translate)
+from .images import ImagesMixin
 from .models import TAG_HUB_ID, Quota, VmInfo
 from .states import VmPhase
 from .templates import as_xml_document, check_context, check_tags, sizing
@@ -57,7 +58,7 @@ class _TimedTransport(RequestsTransport):
         return self.parse_response(resp)
 
 
-class OpenNebulaClient:
+class OpenNebulaClient(ImagesMixin):
     """Async access to one OpenNebula endpoint with one user's session.
 
     ``endpoint`` is the XML-RPC URL (``http(s)://HOST:2633/RPC2``); ``session`` is
@@ -135,7 +136,8 @@ class OpenNebulaClient:
                           cpu: float | None = None, vcpu: int | None = None,
                           memory_mb: int | None = None,
                           context: Mapping[str, str] | None = None,
-                          tags: Mapping[str, str] | None = None) -> int:
+                          tags: Mapping[str, str] | None = None,
+                          disks: list[Mapping[str, str]] | None = None) -> int:
         """Create a VM and return its id.
 
         Give either ``template_id`` (an OpenNebula VM template, instantiated with
@@ -150,6 +152,10 @@ class OpenNebulaClient:
 
         ``tags`` become USER_TEMPLATE attributes in the same request, so the VM is never
         untagged, not even for a moment.
+
+        ``disks`` (e.g. a persistent home volume ``{"IMAGE_ID": "7", "TARGET": "vdb"}``) are
+        added after the template's own DISKs: oned's template merge replaces a vector attribute
+        of the template by the extra template's, so the template's disks are sent again.
         """
         if not name:
             raise ValueError("a VM needs a name")
@@ -160,14 +166,21 @@ class OpenNebulaClient:
         extra.update(check_tags(tags or {}))
 
         if template_id is not None:
-            if context:
+            if context or disks:
                 base = await self._call(f"read VM template {template_id}",
                                         self._server.template.info, int(template_id),
                                         object_kind="VM template", object_id=int(template_id))
-                own = (base.TEMPLATE or {}).get("CONTEXT")
+                own_template = base.TEMPLATE or {}
+            if context:
+                own = own_template.get("CONTEXT")
                 merged = dict(own) if isinstance(own, Mapping) else {}
                 merged.update(context)
                 extra["CONTEXT"] = merged
+            if disks:
+                own_disks = own_template.get("DISK") or []
+                own_disks = own_disks if isinstance(own_disks, list) else [own_disks]
+                extra["DISK"] = [dict(d) for d in own_disks if isinstance(d, Mapping)] + \
+                    [{k: str(v) for k, v in d.items()} for d in disks]
             document = as_xml_document(extra) if extra else ""
             vm_id = await self._call(f"create VM {name!r} from template {template_id}",
                                      self._server.template.instantiate,

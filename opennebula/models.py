@@ -48,6 +48,7 @@ class VmInfo(BaseModel):
     phase: VmPhase
     ip: str | None = None
     nic_without_ip: bool = False      # a NIC exists but has no address (Ethernet-only range)
+    disk_ids: dict[int, int] = {}     # IMAGE_ID -> DISK_ID of the VM's disks from images
     tags: dict[str, str] = {}
     failure: str | None = None
     sched_message: str | None = None  # why the scheduler cannot place it (while PENDING)

@@ -43,6 +43,18 @@ def nic_without_ip(template: Mapping[str, Any]) -> bool:
     return bool(nics) and first_ip(template) is None
 
 
+def disk_ids(template: Mapping[str, Any]) -> dict[int, int]:
+    out = {}
+    for disk in _as_list(template.get("DISK")):
+        if isinstance(disk, Mapping) and disk.get("IMAGE_ID") not in (None, "") and \
+                disk.get("DISK_ID") not in (None, ""):
+            try:
+                out[int(disk["IMAGE_ID"])] = int(disk["DISK_ID"])
+            except (TypeError, ValueError):
+                continue
+    return out
+
+
 def hub_tags(user_template: Mapping[str, Any]) -> dict[str, str]:
     """The VM's ``NEBULAHUB_*`` attributes."""
     return {k: ("" if v is None else str(v)) for k, v in user_template.items()
@@ -60,7 +72,8 @@ def vm_info(vm: Any) -> VmInfo:
     return VmInfo(
         id=int(vm.ID), name=str(vm.NAME or ""), state=state, lcm_state=lcm_state,
         phase=phase_for(state, lcm_state), ip=first_ip(template),
-        nic_without_ip=nic_without_ip(template), tags=hub_tags(user_template),
+        nic_without_ip=nic_without_ip(template), disk_ids=disk_ids(template),
+        tags=hub_tags(user_template),
         sched_message=str(sched) if isinstance(sched, str) and sched else None,
         failure=failure_reason(state, lcm_state,
                                str(cloud_error) if isinstance(cloud_error, str) else None),

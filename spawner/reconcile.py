@@ -22,6 +22,14 @@ def server_machine(state: dict) -> dict:
     return state.get("machine") or {} if state.get("version") else state
 
 
+async def hub_users(api_url: str, token: str) -> set[str]:
+    """The names of every user the hub knows."""
+    req = HTTPRequest(urljoin(api_url.rstrip("/") + "/", "users"),
+                      headers={"Authorization": f"token {token}"}, request_timeout=30)
+    resp = await AsyncHTTPClient().fetch(req)
+    return {u["name"] for u in json.loads(resp.body)}
+
+
 async def hub_references(api_url: str, token: str) -> References:
     """Every VM id and start id held by an active (running or pending) server."""
     req = HTTPRequest(urljoin(api_url.rstrip("/") + "/", "users"),

@@ -7,7 +7,7 @@ import logging
 import os
 import time
 
-from traitlets import Dict, Float, Integer, List, Unicode
+from traitlets import Dict, Enum, Float, Integer, List, Unicode
 
 from opennebula import (
     TAG_HUB_ID,
@@ -17,22 +17,20 @@ from opennebula import (
     TAG_START_ID,
     TAG_USER,
     CloudUnavailableError,
-    LockedError,
     NotFoundError,
     OpenNebulaClient,
     OpenNebulaError,
-    QuotaExceededError,
-    VmBusyError,
     VmPhase,
 )
 
 from ..cloudwatch import VmPoolWatch
-from ..errors import (CapacityError, CloudUnavailable, ConfigError, MachineBusy, MachineError,
-                      MachineFailed, MachineTimeout)
+from ..errors import (CapacityError, ConfigError, MachineFailed, MachineTimeout)
 from ..keys import new_spawn_key
 from ..record import Machine
 from ..request import MachineRequest, OwnerKind
 from .base import MachineStatus
+from .cloud_errors import cloud_error
+from .homes import HomeStorage
 from .remote import RemoteProvider
 
 # one client (and thread pool) and one VM-pool view per endpoint, account and hub, hub-wide
@@ -47,17 +45,6 @@ PHASE_PROGRESS = {
     VmPhase.BOOT: (30, "Your VM is booting"),
     VmPhase.RUNNING: (40, "Your VM is running"),
 }
-
-
-def cloud_error(e: OpenNebulaError, doing: str) -> MachineError:
-    """The cloud's error as a machine-layer error saying whether waiting may help."""
-    if isinstance(e, CloudUnavailableError):
-        return CloudUnavailable(f"The cloud did not answer while {doing}: {e}")
-    if isinstance(e, QuotaExceededError):
-        return CapacityError(f"The cloud refused {doing}: {e}")
-    if isinstance(e, (VmBusyError, LockedError)):
-        return MachineBusy(f"The cloud cannot act on the VM yet ({doing}): {e}")
-    return MachineError(f"The cloud refused {doing}: {e}", reason="cloud")
 
 
 # What each phase means for a machine that was running (oned's STATE/LCM_STATE, via VmPhase)
@@ -147,6 +134,56 @@ class OpenNebulaProvider(RemoteProvider):
 
     api_timeout = Float(30, help="Seconds one OpenNebula API call may take.").tag(config=True)
 
+    home_storage = Enum(
+        ["volume", "shared", "none"], "volume",
+        help="""Where users' files live on VMs. ``volume`` (default): a persistent OpenNebula
+        image per user's server (an empty DATABLOCK of ``volume_size_mb`` in
+        ``volume_datastore_id``), created at the first spawn, attached to every VM of that
+        server and mounted at the login user's home; never deleted with a VM (``nebulahub
+        volumes`` manages them). ``shared``: a directory per user on a filesystem the site
+        shares (NFS, CephFS), mounted from ``shared_home_fstab``. ``none``: the VM's own disk
+        (files go with the VM).""",
+    ).tag(config=True)
+
+    volume_size_mb = Integer(10240, help="Size of a new home volume (MB).").tag(config=True)
+
+    volume_datastore_id = Integer(
+        1, help="Image datastore home volumes are created in (its quota is shown on the form)."
+    ).tag(config=True)
+
+    volume_target = Unicode(
+        "vdb", help="Device name the home volume gets in the VM (DISK TARGET)."
+    ).tag(config=True)
+
+    volume_wait_timeout = Float(
+        300,
+        help="""Seconds a spawn waits for the volume to be released by the server's previous VM
+        (OpenNebula lets one VM at a time use it; it is freed when that VM is DONE).""",
+    ).tag(config=True)
+
+    shared_home_fstab = Unicode(
+        "",
+        help="""fstab line mounting a user's directory at their home on the VM, e.g.
+        ``nfs.example.org:/export/homes/{username} {home} nfs defaults 0 0`` ({username}, {home}
+        replaced). It goes into the VM's context: never put a secret in it.""",
+    ).tag(config=True)
+
+    shared_home_root = Unicode(
+        "",
+        help="""The same directories as the hub sees them, e.g. ``/srv/homes/{username}``: the
+        hub creates a user's directory (mode 0700) before their first VM.""",
+    ).tag(config=True)
+
+    shared_home_owner = Unicode(
+        "",
+        help="""``uid:gid`` (or an account name) owning users' directories on the shared
+        filesystem: the VMs' login user as the file server sees it (default: ssh_user).""",
+    ).tag(config=True)
+
+    @property
+    def homes(self) -> HomeStorage:
+        return HomeStorage(self)
+
     ssh_user = Unicode(
         "jovyan",
         help="""Login user on the VMs. Sent as USERNAME in the context so OpenNebula's
@@ -217,6 +254,7 @@ class OpenNebulaProvider(RemoteProvider):
             f"quota: {'; '.join(problems)}. Stop another server or pick a smaller profile.")
 
     async def check_request(self, request: MachineRequest) -> None:
+        await self.homes.check_room(request.user, self._server_of(request))
         problems = await self._quota_problems(request)
         # quota is freed only when a terminated VM reaches DONE: a VM still shutting down
         # will make room, so the spawn waits for it instead of being refused
@@ -249,7 +287,21 @@ class OpenNebulaProvider(RemoteProvider):
                 return f"{u.used:g}{unit} used, no limit"
             return f"{u.used:g}{unit} used of {u.limit:g}{unit}, {u.free:g}{unit} free"
 
-        return {"VMs": fmt(q.vms), "CPU": fmt(q.cpu), "Memory": fmt(q.memory_mb, " MB")}
+        info = {"VMs": fmt(q.vms), "CPU": fmt(q.cpu), "Memory": fmt(q.memory_mb, " MB")}
+        if self.home_storage == "volume":
+            try:
+                ds = await self.client.datastore_quota(self.volume_datastore_id)
+                info["Storage"] = fmt(ds.size_mb, " MB")
+            except OpenNebulaError as e:
+                info["Storage"] = f"unavailable ({e})"
+        return info
+
+    @staticmethod
+    def _server_of(request: MachineRequest) -> str:
+        """The server a request is for ("" for the default one): volumes are per server."""
+        if request.owner_kind is OwnerKind.SERVER:
+            return request.owner_id.split("/", 1)[-1]
+        return request.owner_id
 
     async def acquire(self, request: MachineRequest, machine: Machine, report, persist) -> None:
         size = request.size
@@ -258,15 +310,20 @@ class OpenNebulaProvider(RemoteProvider):
             raise ConfigError("No VM template is configured for this profile (ask your admin).",
                               reason="cloud-config")
         await self._wait_for_quota(request, report)
+        machine.user = request.user
+        if self.home_storage == "volume":
+            await self.homes.volume_for(request.user, self._server_of(request), machine, report,
+                                        persist)
+        await self.homes.prepare_shared(request.user)
         private_key, public_key = new_spawn_key()
         machine.sealed_private_key = self.access.secret_box.seal(private_key)
-        owner = request.owner_id.split("/", 1)[-1] if request.owner_kind is OwnerKind.SERVER \
-            else request.owner_id
+        owner = self._server_of(request)
         name = self.vm_name_template.format(username=request.user, servername=owner or "default",
                                             kind=request.owner_kind.value,
                                             start_id=request.start_id)
         context = {"NETWORK": "YES", **self.context}
         context = {k: v for k, v in context.items() if v not in (None, "")}
+        context.update(self.homes.context(request.user))
         context.update(SSH_PUBLIC_KEY=public_key, USERNAME=self.ssh_user)
         tags = {TAG_HUB_ID: self.hub_id, TAG_USER: request.user,
                 TAG_SERVER: owner if request.owner_kind is OwnerKind.SERVER else "",
@@ -277,6 +334,7 @@ class OpenNebulaProvider(RemoteProvider):
             machine.vm_id = await self.client.instantiate(
                 name=name, template_id=template_id, cpu=size.cpu, vcpu=size.vcpu,
                 memory_mb=size.memory_mb, context=context, tags=tags,
+                disks=self.homes.disks(machine),
             )
         except OpenNebulaError as e:
             raise cloud_error(e, "to create your VM") from None
@@ -287,6 +345,7 @@ class OpenNebulaProvider(RemoteProvider):
         machine.jump = self.access.bastion(self.ssh_user)
         await persist()
         await self._wait_running(machine, report, persist)
+        await self.homes.apply_pending_resize(machine)
 
     async def _wait_running(self, machine: Machine, report, persist) -> None:
         deadline = time.monotonic() + self.ready_timeout

@@ -33,7 +33,10 @@ def nethosts():
     require_root()
     from tests.nethosts import running_network
 
-    with running_network(prefix="nh", subnet="10.213.0.0/24") as net:
+    # another test run on the same machine (a developer's, next to CI's) takes its own
+    # network: a second "nh" would clean up the first one's hosts
+    with running_network(prefix=os.environ.get("NEBULAHUB_TEST_NET_PREFIX", "nh"),
+                         subnet=os.environ.get("NEBULAHUB_TEST_NET", "10.213.0.0/24")) as net:
         yield net
 
 

@@ -147,7 +147,7 @@ class SlurmBackend(Backend):
         if result.returncode != 0:
             if "Invalid job id" in result.stderr:   # none of them is known any more
                 return {}
-            raise BackendUnavailable(f"squeue failed: {result.stderr.strip()[-300:]}")
+            raise BackendUnavailable(_failed("squeue", result))
         live = {}
         for line in result.stdout.splitlines():
             parts = line.strip().split("|", 2)
@@ -163,7 +163,7 @@ class SlurmBackend(Backend):
                 return final_status(fields.get("JobState", ""), fields.get("ExitCode", ""),
                                     fields.get("Reason", ""))
         elif "Invalid job id" not in result.stderr:
-            raise BackendUnavailable(f"scontrol failed: {result.stderr.strip()[-300:]}")
+            raise BackendUnavailable(_failed("scontrol", result))
         if self.accounting:
             record = await self._sacct(job_id)
             if record is not None:
@@ -175,7 +175,7 @@ class SlurmBackend(Backend):
                                    f"--jobs={job_id}", "--format=JobIDRaw,State,ExitCode"],
                                   check=False)
         if result.returncode != 0:
-            raise BackendUnavailable(f"sacct failed: {result.stderr.strip()[-300:]}")
+            raise BackendUnavailable(_failed("sacct", result))
         for line in result.stdout.splitlines():
             parts = line.split("|")
             if len(parts) == 3 and parts[0] == job_id:
@@ -201,6 +201,11 @@ class SlurmBackend(Backend):
         found = Limits(nodes=nodes or None, cores=cores or None, memory_mb=memory or None,
                        walltime_s=walltime or None)
         return (await super().offers()).capped(found)
+
+
+def _failed(command: str, result) -> str:
+    said = (result.stderr.strip() or result.stdout.strip())[-300:] or "no message"
+    return f"{command} failed (exit code {result.returncode}): {said}"
 
 
 def _scontrol_fields(text: str) -> dict[str, str]:

@@ -18,8 +18,11 @@ class LocalHost(Host):
     """A local account (``username``; the hub's own when it is not root) in ``home``, running
     the bootstrap program with ``python``."""
 
-    def __init__(self, username: str, home: str, python: str):
+    def __init__(self, username: str, home: str, python: str, *, allow_root: bool = False):
+        """``allow_root``: a service's own account (commands it runs itself, e.g. ``squeue``)
+        may be root; a user's workload never is."""
         self.username, self.home, self.python = username, home, python
+        self.allow_root = allow_root
 
     async def open(self, *, wait: float, report=None) -> None:
         return None
@@ -35,10 +38,11 @@ class LocalHost(Host):
             except KeyError:
                 raise AccountError(f"The Unix account {self.username!r} no longer exists.") \
                     from None
-            if pw.pw_uid == 0:
+            if pw.pw_uid == 0 and not self.allow_root:
                 raise AccountError("NebulaHub never runs a server as root.")
             env.update(USER=pw.pw_name, LOGNAME=pw.pw_name, SHELL=pw.pw_shell or "/bin/sh")
-            process.update(user=pw.pw_uid, group=pw.pw_gid)
+            if pw.pw_uid != 0:
+                process.update(user=pw.pw_uid, group=pw.pw_gid)
         return process
 
     async def run(self, argv: list[str], *, input: str | None = None,

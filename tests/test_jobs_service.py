@@ -1,0 +1,272 @@
+"""The jobs service through a real hub: a hub-managed service behind the hub's login, jobs run as
+each user's own Unix account by the local backend and by a real single-node SLURM, the jobs
+database in SQLite and in a real PostgreSQL.
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import textwrap
+import time
+
+import pytest
+import requests
+
+from tests.hubproc import HubProcess
+
+pytestmark = pytest.mark.integration
+SERVICE = "/services/nebulahub-jobs"
+
+
+def jobs_config(homes: str, local_accounts, db_url: str, extra: str = "") -> str:
+    return textwrap.dedent(f"""
+        from jobforms.service import managed_service
+        service, roles = managed_service(__file__)
+        c.JupyterHub.services.append(service)
+        c.JupyterHub.load_roles.extend(roles)
+        c.JobsService.db_url = "{db_url}"
+        c.JobsService.account_template = "{local_accounts.prefix}{{username}}"
+        c.JobsService.home_template = "{homes}/{{username}}"
+        c.JobsService.job_env = {{"PATH": "{local_accounts.python_env}/bin:/usr/bin:/bin"}}
+        c.JobsService.poll_interval = 0.5
+        c.JobsService.max_live_jobs = 3
+        c.OpenNebulaSpawner.provider = "local"
+        {extra}
+    """)
+
+
+def make_user(hub, name, local_accounts, homes):
+    """A hub user and their own Unix account with a home (as the local provider makes them)."""
+    from machines.localusers import ensure_account, prepare_home, unix_name
+
+    hub.create_user(name)
+    home = os.path.join(homes, name)
+    account = ensure_account(unix_name(local_accounts.prefix, name), home,
+                             local_accounts.registry)
+    prepare_home(account, home)
+    return hub.user_token(name), account
+
+
+class Api:
+    """The jobs API as one user sees it."""
+
+    def __init__(self, hub, token):
+        self.base, self.headers = f"{hub.url}{SERVICE}/api", {"Authorization": f"token {token}"}
+
+    def __call__(self, method, path, **kw):
+        return requests.request(method, self.base + path, headers=self.headers, timeout=30, **kw)
+
+    def submit(self, app, values):
+        return self("POST", "/jobs", json={"app": app, "values": values})
+
+    def wait(self, job_id, states=("done", "failed", "cancelled"), timeout=90):
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self("GET", f"/jobs/{job_id}").json()
+            if job["state"] in states:
+                return job
+            assert time.monotonic() < deadline, job
+            time.sleep(0.3)
+
+
+@pytest.fixture(scope="module")
+def homes(shared_tmp):
+    path = os.path.join(shared_tmp, "jobs-homes")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def jobs_hub(tmp_path_factory, homes, local_accounts, slurm):
+    d = tmp_path_factory.mktemp("jobs-hub")
+    h = HubProcess(d, jobs_config(homes, local_accounts, f"sqlite:///{d}/jobs.sqlite", f"""
+        c.JobsService.backends = {{
+            "local": {{}},
+            "slurm": {{"command_env": {{"SLURM_CONF": "{slurm.conf}"}},
+                      "limits": {{"cores": 2, "memory_mb": 2000, "walltime_s": 3600}}}},
+        }}
+    """))
+    h.start()
+    deadline = time.monotonic() + 60
+    while requests.get(f"{h.url}{SERVICE}/api/apps", timeout=5).status_code == 503:
+        assert time.monotonic() < deadline, h.log()[-3000:]
+        time.sleep(0.5)
+    yield h
+    h.stop()
+
+
+@pytest.fixture(scope="module")
+def ada(jobs_hub, local_accounts, homes):
+    token, account = make_user(jobs_hub, "ada", local_accounts, homes)
+    return Api(jobs_hub, token), account
+
+
+def test_a_student_runs_hello_watches_it_end_and_downloads_the_result(ada, jobs_hub, homes):
+    api, account = ada
+    apps = {a["id"]: a for a in api("GET", "/apps").json()}
+    assert {"hello-test", "ljj"} <= set(apps)
+    r = api.submit("hello-test", {"greeting": "Привет", "who": "Josephson $(id) ;'\"",
+                                  "repeat": 2, "backend": "local"})
+    assert r.status_code == 201, r.text
+    job = api.wait(r.json()["id"])
+    assert job["state"] == "done", job
+    assert [h["to"] for h in job["history"]] == ["pending", "executing", "terminating", "done"]
+    assert job["results"] == ["hello.txt"]
+    text = api("GET", f"/jobs/{job['id']}/results/hello.txt").content.decode()
+    assert "Привет" in text and "Josephson $(id) ;'\"" in text  # one argument, never a shell
+    log = api("GET", f"/jobs/{job['id']}/log", params={"stream": "stdout"}).json()
+    assert "Привет" in log["text"]
+    # the job ran as ada's own account, in her home
+    workdir = os.path.join(homes, "ada", "jobs", f"hello-test-{job['id']}")
+    assert os.stat(os.path.join(workdir, "hello.txt")).st_uid == account.uid
+
+
+def test_bad_values_are_refused_naming_the_field_and_nothing_runs(ada):
+    api, _ = ada
+    before = len(api("GET", "/jobs").json())
+    r = api.submit("hello-test", {"repeat": 99, "pause": "soon"})
+    assert r.status_code == 400
+    errors = r.json()["errors"]
+    assert "repeat" in errors and "pause" in errors, errors
+    assert len(api("GET", "/jobs").json()) == before
+
+
+def test_a_failing_program_ends_failed_with_its_stderr_visible(ada, homes):
+    api, account = ada
+    secret = os.path.join(homes, "ada", "unreadable.txt")
+    with open(secret, "w") as f:
+        f.write("x\n")
+    os.chmod(secret, 0)  # the job's account cannot read it
+    r = api.submit("hello-test", {"use_file": True, "input": "unreadable.txt",
+                                  "backend": "local"})
+    assert r.status_code == 201, r.text
+    job = api.wait(r.json()["id"])
+    assert job["state"] == "failed" and job["exit_code"] not in (None, 0), job
+    err = api("GET", f"/jobs/{job['id']}/log", params={"stream": "stderr"}).json()["text"]
+    assert "cannot read" in err and "Permission denied" in err, err
+
+
+def test_a_running_job_is_cancelled_and_its_process_ends(ada):
+    api, _ = ada
+    r = api.submit("hello-test", {"repeat": 10, "pause": 5, "backend": "local"})
+    job_id = r.json()["id"]
+    api.wait(job_id, states=("executing",))
+    assert api("POST", f"/jobs/{job_id}/cancel").status_code == 200
+    job = api.wait(job_id)
+    assert job["state"] == "cancelled" and "by you" in job["reason"], job
+
+
+def test_another_user_cannot_see_cancel_read_or_download_a_job(ada, jobs_hub, local_accounts,
+                                                               homes):
+    api, _ = ada
+    job = api.submit("hello-test", {"backend": "local"}).json()
+    api.wait(job["id"])
+    token, _ = make_user(jobs_hub, "bob", local_accounts, homes)
+    bob = Api(jobs_hub, token)
+    assert job["id"] not in [j["id"] for j in bob("GET", "/jobs").json()]
+    for method, path in [("GET", f"/jobs/{job['id']}"), ("POST", f"/jobs/{job['id']}/cancel"),
+                         ("GET", f"/jobs/{job['id']}/log"),
+                         ("GET", f"/jobs/{job['id']}/results/hello.txt"),
+                         ("GET", f"/jobs/{job['id']}/clone")]:
+        assert bob(method, path).status_code == 404, (method, path)
+    # nor can a stranger without a login
+    assert requests.get(f"{jobs_hub.url}{SERVICE}/api/jobs", timeout=30,
+                        allow_redirects=False).status_code in (302, 403)
+
+
+def test_clone_shows_what_differs_and_the_last_values_are_remembered(ada):
+    api, _ = ada
+    job = api.submit("hello-test", {"who": "Lena", "repeat": 3, "backend": "local"}).json()
+    api.wait(job["id"])
+    clone = api("GET", f"/jobs/{job['id']}/clone").json()
+    assert clone["changed"]["who"] == {"default": "world", "value": "Lena"}
+    assert clone["changed"]["repeat"] == {"default": 1, "value": 3}
+    again = api("POST", "/jobs", json={"app": "hello-test", "values": clone["values"],
+                                       "clone_of": job["id"]})
+    assert again.status_code == 201 and again.json()["clone_of"] == job["id"]
+    api.wait(again.json()["id"])
+    saved = api("GET", "/apps/hello-test/parameters").json()
+    assert saved["last"]["who"] == "Lena"
+    assert api("PUT", "/apps/hello-test/parameters/lena", json={"values": clone["values"]}
+               ).status_code == 200
+    assert api("GET", "/apps/hello-test/parameters/lena").json()["repeat"] == 3
+
+
+def test_state_changes_are_pushed_as_server_sent_events(ada, jobs_hub):
+    api, _ = ada
+    with requests.get(f"{api.base}/events", headers=api.headers, stream=True,
+                      timeout=60) as stream:
+        job = api.submit("hello-test", {"backend": "local"}).json()
+        seen = []
+        for line in stream.iter_lines(decode_unicode=True):
+            if line.startswith("data:"):
+                event = json.loads(line[5:])
+                if event["id"] == job["id"]:
+                    seen.append(event["state"])
+                    if event["state"] in ("done", "failed"):
+                        break
+    assert seen[-1] == "done" and "executing" in seen, seen
+
+
+def test_a_job_on_the_real_slurm_reaches_done_with_its_results(ada, slurm):
+    api, account = ada
+    r = api.submit("ljj", {"backend": "slurm"})
+    assert r.status_code == 201, r.text
+    job = api.wait(r.json()["id"], timeout=180)
+    assert job["state"] == "done", job
+    assert "ljj.dat" in job["results"]
+    data = api("GET", f"/jobs/{job['id']}/results/ljj.dat").content.decode()
+    rows = [line.split() for line in data.splitlines() if line and not line.startswith("#")]
+    assert rows and all(len(r) == 12 for r in rows)
+    assert slurm.queue() == []
+
+
+def test_an_outside_scancel_is_noticed_and_said(ada, slurm):
+    api, _ = ada
+    r = api.submit("hello-test", {"repeat": 10, "pause": 5, "backend": "slurm"})
+    job_id = r.json()["id"]
+    api.wait(job_id, states=("executing",), timeout=120)
+    (slurm_id,) = slurm.queue()
+    slurm.run("scancel", slurm_id)
+    job = api.wait(job_id, timeout=60)
+    assert job["state"] == "cancelled" and "outside the service" in job["reason"], job
+
+
+def test_the_service_restarted_mid_job_still_tracks_it_and_loses_none(ada, jobs_hub):
+    api, _ = ada
+    job_id = api.submit("hello-test", {"repeat": 4, "pause": 2, "backend": "local"}).json()["id"]
+    api.wait(job_id, states=("executing",))
+    jobs_hub.stop()
+    jobs_hub.start()  # the hub starts its managed services again
+    deadline = time.monotonic() + 60
+    while requests.get(f"{jobs_hub.url}{SERVICE}/api/apps", timeout=5,
+                       headers=api.headers).status_code != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    job = api.wait(job_id, timeout=60)
+    assert job["state"] == "done", job
+
+
+def test_the_jobs_database_can_be_postgresql(tmp_path, homes, local_accounts, postgres):
+    h = HubProcess(tmp_path / "hub", jobs_config(homes, local_accounts, postgres.url))
+    h.start()
+    try:
+        deadline = time.monotonic() + 60
+        while requests.get(f"{h.url}{SERVICE}/api/apps", timeout=5).status_code == 503:
+            assert time.monotonic() < deadline, h.log()[-3000:]
+            time.sleep(0.5)
+        token, _ = make_user(h, "pgu", local_accounts, homes)
+        api = Api(h, token)
+        job = api.submit("hello-test", {"backend": "local"}).json()
+        assert api.wait(job["id"])["state"] == "done"
+        import sqlalchemy as sa
+        engine = sa.create_engine(postgres.url)
+        with engine.connect() as c:
+            states = [r[0] for r in c.execute(sa.text(
+                "select target from transitions where job_id = :j order by id"),
+                {"j": job["id"]})]
+        engine.dispose()
+        assert states == ["pending", "executing", "terminating", "done"]
+    finally:
+        h.stop()

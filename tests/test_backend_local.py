@@ -13,6 +13,7 @@ import time
 import pytest
 
 from jobforms.backends import BatchState, CommandFailed, LocalBackend
+from machines.hosts import LocalHost
 from tests.test_backend_support import CountingHost, account_folder, make_job, wait_for
 
 
@@ -157,3 +158,24 @@ async def test_the_local_backend_offers_one_node_with_this_machines_cores(backen
     assert (await backend.offers()).as_dict() == {"nodes": 1, "cores": 1,
                                                   "memory_mb": offers.memory_mb,
                                                   "walltime_s": 600}
+
+
+async def test_a_root_service_runs_the_job_as_the_users_account_through_runuser(
+        workdir, test_account):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch accounts")
+    backend = LocalBackend(host=LocalHost("root", "/root", "/usr/bin/python3", allow_root=True),
+                           exec_prefix=["runuser", "-u", "{account}", "--"], kill_grace=1)
+    job = make_job(workdir, test_account.name, ["sh", "-c", "id -u; exec sleep 300"])
+    folder = await backend.submit(job)
+    try:
+        await wait_for(backend, folder, BatchState.RUNNING)
+        deadline = time.monotonic() + 10
+        while not os.path.getsize(job.stdout) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        with open(job.stdout) as out:
+            assert out.read() == f"{test_account.uid}\n"
+        assert os.stat(f"{folder}/pid").st_uid == test_account.uid
+    finally:
+        await backend.cancel(folder, test_account.name)
+    await wait_for(backend, folder, BatchState.CANCELLED)

@@ -12,6 +12,7 @@ import pytest
 
 from jobforms.backends import BatchState, Limits, SlurmBackend
 from jobforms.backends.slurm import final_status, live_status
+from machines.hosts import LocalHost
 from tests.test_backend_support import CountingHost, account_folder, make_job, wait_for
 
 PRINT_ARGV = "import json, sys; print(json.dumps(sys.argv[1:]))"
@@ -144,6 +145,19 @@ async def test_one_poll_is_one_squeue_for_many_live_jobs(slurm, backend, workdir
     assert {s.state for s in statuses.values()} <= {BatchState.QUEUED, BatchState.RUNNING}
     for job_id in ids:
         await backend.cancel(job_id)
+
+
+async def test_a_root_service_submits_as_the_users_account_through_runuser(
+        slurm, workdir, test_account):
+    backend = SlurmBackend(host=LocalHost("root", "/root", "/usr/bin/python3", allow_root=True),
+                           exec_prefix=["runuser", "-u", "{account}", "--"],
+                           command_env={"SLURM_CONF": str(slurm.conf)})
+    job_id = await backend.submit(make_job(workdir, test_account.name, ["id", "-un"],
+                                           name="asuser", **SMALL))
+    await wait_for(backend, job_id, BatchState.COMPLETED)
+    assert f" UserId={test_account.name}(" in scontrol(slurm, job_id)
+    with open(f"{workdir}/asuser.out") as out:
+        assert out.read() == f"{test_account.name}\n"
 
 
 async def test_a_held_job_says_who_holds_it(slurm, backend, workdir, test_account):

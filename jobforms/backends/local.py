@@ -67,7 +67,14 @@ CONTROL_FILES = ("pid", "exit", "cancelled", "timed_out", "launcher.log")
 
 
 class LocalBackend(Backend):
-    """Jobs as local processes of their accounts (one node: this machine)."""
+    """Jobs as local processes of their accounts (one node: this machine).
+
+    There is no queue: a job starts at once, so it is never ``queued``. The wall time is
+    enforced (SIGTERM, SIGKILL after :attr:`kill_grace`); cores and memory are what
+    :meth:`offers` reports, not enforced (no cgroups). The job runs as the host's account, or,
+    with an :attr:`exec_prefix` such as ``['runuser', '-u', '{account}', '--']`` on a root
+    host (``LocalHost(..., allow_root=True)``), as the job's account.
+    """
 
     name = "local"
     backend_id_regexp = r"/[^\n\0]*"

@@ -3,7 +3,8 @@
 
 Every option is an argument of sbatch (never an ``#SBATCH`` line in the script), so no value of
 the job can become a directive. SLURM keeps time limits in whole minutes: a wall time is rounded
-up to the next minute.
+up to the next minute. With ``nodes`` > 1 the program starts once, on the first node of the
+allocation (as any batch script); a program that spans nodes starts its own tasks (srun, MPI).
 """
 from __future__ import annotations
 

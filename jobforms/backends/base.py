@@ -179,13 +179,14 @@ _UNITS = {"nodes": "nodes", "cores": "cores", "memory_mb": "MB of memory",
 
 
 class Backend(LoggingConfigurable):
-    """Contract (what the jobs service calls; every method is safe to call again).
+    """Contract (what the jobs service calls).
 
     ``await submit(job: BatchJob) -> str``
         Hand the job to the batch system as ``job.account``; returns the backend's id for it
         (opaque to the service: store it, give it back). :class:`JobRefused` (naming the field)
-        if the job cannot be expressed here or asks for more than :meth:`offers`;
-        :class:`CommandFailed` if the batch system refused it.
+        if the job cannot be expressed here or asks for more than the admin allows;
+        :class:`CommandFailed` if the batch system refused it. Not idempotent: a second call
+        is a second job (only the local backend refuses a job id it started already).
     ``await status(backend_ids) -> {backend_id: BackendStatus}``
         Every given job's state, from one round of queries for all of them (one ``squeue`` or
         ``condor_q`` per poll, not one per job). :class:`BackendUnavailable` when the batch
@@ -193,8 +194,8 @@ class Backend(LoggingConfigurable):
         only ``vanished`` when the batch system answered and has no record of it).
     ``await cancel(backend_id, account=None)``
         Ask the batch system to end the job (as ``account`` with :attr:`exec_prefix`, else as
-        the host's account). A job that already ended or is unknown is not an error. The job
-        reads ``cancelled`` in a later :meth:`status`.
+        the host's account). A job that already ended or is unknown is not an error, so it is
+        safe to call again. The job reads ``cancelled`` in a later :meth:`status`.
     ``await offers() -> Limits``
         The most one job can get here (nodes, cores, memory, wall time) for the forms: the
         admin's :attr:`limits`, capped by what the batch system itself reports where it can.

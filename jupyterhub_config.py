@@ -166,3 +166,31 @@ if CULL_IDLE:
     culler, culler_role = idle_culler(CULL_IDLE)
     c.JupyterHub.services.append(culler)
     c.JupyterHub.load_roles.append(culler_role)
+
+# ---- the jobs service (problem-oriented jobs; README "Jobs") ---------------------------------
+# Hub-managed, behind the hub's login; its port is a free loopback port chosen at start (or
+# $NEBULAHUB_JOBS_PORT). Jobs run on the backends below as each user's own Unix account.
+from jobforms.service import managed_service as jobs_service  # noqa: E402
+
+jobs, jobs_roles = jobs_service(__file__, int(os.environ.get("NEBULAHUB_JOBS_PORT", "0")))
+c.JupyterHub.services.append(jobs)
+c.JupyterHub.load_roles.extend(jobs_roles)
+c.OpenNebulaSpawner.service_urls = {jobs["name"]: f"{jobs['url']}/services/{jobs['name']}/"}
+c.JobsService.db_url = f"sqlite:///{private_file(STATE / 'nebulahub-jobs.sqlite')}"
+c.JobsService.backends = {"local": {}}
+# c.JobsService.backends = {
+#     "local": {},
+#     "slurm": {"submit_host": "nebulahub@slurm-login.example.org",
+#               "submit_key_file": "/etc/nebulahub/submit_ed25519",
+#               "limits": {"cores": 16, "memory_mb": 64000, "walltime_s": 86400}},
+#     "htcondor": {"limits": {"cores": 8}},
+# }
+if c.OpenNebulaSpawner.provider == "local":
+    # the demo: jobs run here, as the same account and in the same home as the user's server
+    import getpass  # noqa: E402
+
+    c.JobsService.account_template = (c.LocalProvider.system_user_prefix + "{username}"
+                                      if AS_ROOT else getpass.getuser())
+    c.JobsService.home_template = c.LocalProvider.home_root
+    if AS_ROOT:
+        c.JobsService.job_env = {"PATH": f"{c.OpenNebulaSpawner.python_env}/bin:/usr/bin:/bin"}

@@ -10,6 +10,7 @@ state, progress, and JupyterHub's start/poll/stop contract.
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import time
 from functools import cached_property
@@ -19,7 +20,7 @@ from jupyterhub.spawner import SpawnException, Spawner
 from jupyterhub.utils import url_path_join, wait_for_http_server
 from sqlalchemy import inspect as sa_inspect
 from tornado import web
-from traitlets import Float, Integer, List, Unicode, default
+from traitlets import Dict, Float, Integer, List, Unicode, default
 
 from machines import (Machine, MachineAccess, MachineError, MachineRequest, MachineSize,
                       MachineStatus, OwnerKind, OwnMachine, is_transient, new_start_id,
@@ -128,6 +129,15 @@ class OpenNebulaSpawner(Spawner):
         the hub considers it gone.""",
     ).tag(config=True)
 
+    service_urls = Dict(
+        {},
+        help="""Hub services a user's server calls itself, as name -> URL on the hub's machine
+        (``http://127.0.0.1:PORT/services/NAME/``; ``jobforms.service.managed_service`` gives the
+        jobs service's). Each is tunnelled to the server's machine like the hub API (the machine
+        needs no route to the hub) and given to the server as JSON in ``$NEBULAHUB_SERVICES``
+        (name -> URL as the server reaches it); the server's API token is its credential.""",
+    ).tag(config=True)
+
     @default("start_timeout")
     def _default_start_timeout(self):
         return 600
@@ -162,6 +172,7 @@ class OpenNebulaSpawner(Spawner):
         self._starting = False
         self._unreachable_since: float | None = None
         self._dead_host = False
+        self._service_env: dict[str, str] = {}
 
     @cached_property
     def machine_access(self) -> MachineAccess:
@@ -320,6 +331,7 @@ class OpenNebulaSpawner(Spawner):
         await host.open(wait=self.machine_access.ssh_timeout, report=self.report)
         await self.persist_state()  # host keys pinned at first contact
         api_host, st.api_port = await host.forward_to_hub(*self._hub_api_address())
+        await self._forward_services(host, st)
         await self.persist_state()
 
         async with self._start_slot():
@@ -374,6 +386,8 @@ class OpenNebulaSpawner(Spawner):
             api, "users", self.user.escaped_name, "activity")
         env["JUPYTERHUB_SERVICE_URL"] = f"http://127.0.0.1:{{NEBULAHUB_PORT}}{self.server.base_url}"
         env["NEBULAHUB_PUBLIC_ORIGINS"] = " ".join(self._public_origins())
+        if self._service_env:
+            env["NEBULAHUB_SERVICES"] = json.dumps(self._service_env, sort_keys=True)
         return env
 
     def _public_origins(self) -> list[str]:
@@ -413,7 +427,19 @@ class OpenNebulaSpawner(Spawner):
             await host.forward_to_hub(*self._hub_api_address(), remote_port=st.api_port)
         if st.server_port:
             await host.forward_to_machine(st.server_port, st.local_port)
+        await self._forward_services(host, st)
         return host
+
+    async def _forward_services(self, host, st: ServerState) -> None:
+        """Tunnel each of ``service_urls`` to the machine (on the stored port after a restart)
+        and keep the URL the server reaches it at."""
+        for name, url in self.service_urls.items():
+            u = urlparse(url)
+            there, port = await host.forward_to_hub(
+                u.hostname or "127.0.0.1", u.port or 80,
+                remote_port=st.service_ports.get(name, 0))
+            st.service_ports[name] = port
+            self._service_env[name] = f"http://{there}:{port}{u.path or '/'}"
 
     # ---- poll / stop -------------------------------------------------------------------------
 
@@ -563,6 +589,7 @@ class OpenNebulaSpawner(Spawner):
                 self.log.error("Could not release the machine of %s: %s", self._log_name, e)
         self.server_state = ServerState(notice=st.notice, notice_log=st.notice_log)
         self._dead_host = False
+        self._service_env: dict[str, str] = {}
         await self.persist_state()
 
     # ---- errors ------------------------------------------------------------------------------

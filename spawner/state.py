@@ -26,6 +26,9 @@ class ServerState(BaseModel):
     local_port: int = Field(0, description="the hub-side tunnel port: the URL the hub stored")
     api_port: int = Field(0, description="the machine-side port to the hub API: the server's "
                                          "JUPYTERHUB_API_URL, rebuilt on the same port")
+    service_ports: dict[str, int] = Field(
+        default_factory=dict, description="machine-side ports of the tunnels to the hub services "
+                                          "the server calls (service_urls), rebuilt on the same ports")
     notice: str = Field("", description="why the user's last server ended or failed, shown on "
                                         "the next spawn page (kept when the rest is cleared)")
     notice_log: str = Field("", description="the last lines of that server's log, for the user")

@@ -124,6 +124,7 @@ class JobEngine:
         if backend_name not in self.backends:
             raise Refused({"backend": f"The backend {backend_name!r} is not offered here."})
         await asyncio.to_thread(self._check_limits, user, request)
+        await asyncio.to_thread(self._check_account, user)
         job_id = uuid.uuid4().hex[:12]
         workdir = os.path.join(self.home_of(user), "jobs", f"{app_id}-{job_id}")
         history = JobHistory.start(f"Submitted by {user}.")
@@ -160,6 +161,19 @@ class JobEngine:
             raise Refused({"cores": f"Your running jobs use {cores} cores; this one asks for "
                                     f"{asked} and you may use {self.cfg.max_cores} at once."})
 
+    def _check_account(self, user: str) -> None:
+        """The user's account and home exist (the first server start makes them)."""
+        account, home = self.account_of(user), self.home_of(user)
+        try:
+            pwd.getpwnam(account)
+        except KeyError:
+            raise Refused({"account": f"There is no account {account!r} for you on the job "
+                                      "machines yet: start your server once, then submit again."}
+                          ) from None
+        if not os.path.isdir(home):
+            raise Refused({"home": f"Your home folder {home} does not exist yet: start your "
+                                   "server once, then submit again."})
+
     async def _launch(self, job_id: str) -> None:
         """Prepare the job's folder, build its command and hand it to its backend."""
         with self.Session() as s:
@@ -180,7 +194,7 @@ class JobEngine:
                                                  memory_mb=res.memory_mb,
                                                  walltime_s=res.walltime_s))
             backend_id = await self.backends[job.backend].submit(batch)
-        except (BackendError, JobRequestError, ValueError, OSError) as e:
+        except (BackendError, JobRequestError, ValueError, OSError, KeyError) as e:
             await self._move(job_id, JobState.FAILED, f"The job could not be submitted: {e}")
             return
         with self.Session() as s:

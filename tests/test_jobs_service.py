@@ -270,3 +270,28 @@ def test_the_jobs_database_can_be_postgresql(tmp_path, homes, local_accounts, po
         assert states == ["pending", "executing", "terminating", "done"]
     finally:
         h.stop()
+
+
+def test_the_quota_shows_used_and_free_and_a_submission_beyond_it_is_refused(ada):
+    api, _ = ada
+    ids = [api.submit("hello-test", {"repeat": 10, "pause": 5, "backend": "local"}).json()["id"]
+           for _ in range(3)]  # max_live_jobs = 3
+    quota = api("GET", "/quota").json()["service"]
+    assert quota["jobs"] == {"used": 3, "limit": 3, "free": 0}, quota
+    assert quota["cores"]["used"] == 3
+    before = len(api("GET", "/jobs").json())
+    r = api.submit("hello-test", {"backend": "local"})
+    assert r.status_code == 400 and "3 jobs pending or running" in r.json()["errors"]["quota"]
+    assert len(api("GET", "/jobs").json()) == before  # nothing was created
+    for job_id in ids:
+        api("POST", f"/jobs/{job_id}/cancel")
+    assert all(api.wait(j)["state"] == "cancelled" for j in ids)
+    assert api("GET", "/quota").json()["service"]["jobs"]["free"] == 3
+
+
+def test_a_user_without_an_account_yet_is_told_to_start_a_server_first(jobs_hub):
+    jobs_hub.create_user("newcomer")
+    api = Api(jobs_hub, jobs_hub.user_token("newcomer"))
+    r = api.submit("hello-test", {"backend": "local"})
+    assert r.status_code == 400 and "start your server once" in r.text, r.text
+    assert api("GET", "/jobs").json() == []

@@ -99,6 +99,12 @@ class AppsHandler(ApiHandler):
         self.send(out)
 
 
+class QuotaHandler(ApiHandler):
+    @web.authenticated
+    async def get(self):
+        self.send(await self.run(self.engine.quota(self.user)))
+
+
 class CheckHandler(ApiHandler):
     @web.authenticated
     async def post(self, app_id):
@@ -232,6 +238,7 @@ def openapi(engine: JobEngine) -> dict:
                     "responses": {"201": {"description": "the job",
                                           "content": {"application/json": {"schema": job}}},
                                   "400": {"description": "errors by field"}}}},
+            "/api/quota": {"get": {"summary": "Used and free of your limits and cloud quota"}},
             "/api/jobs/{id}": {"get": {"summary": "A job with its history"}},
             "/api/jobs/{id}/cancel": {"post": {"summary": "Cancel a job"}},
             "/api/jobs/{id}/log": {"get": {"summary": "Output from an offset"}},
@@ -249,6 +256,7 @@ def routes(prefix: str) -> list:
         (rf"{p}/api/apps/([^/]+)/check", CheckHandler),
         (rf"{p}/api/apps/([^/]+)/parameters", ParametersHandler),
         (rf"{p}/api/apps/([^/]+)/parameters/([^/]+)", ParametersHandler),
+        (rf"{p}/api/quota", QuotaHandler),
         (rf"{p}/api/jobs", JobsHandler),
         (rf"{p}/api/jobs/([0-9a-f]+)", JobHandler),
         (rf"{p}/api/jobs/([0-9a-f]+)/cancel", CancelHandler),

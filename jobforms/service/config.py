@@ -55,6 +55,10 @@ class JobsService(Configurable):
         8, help="How many cores one user's live jobs may ask for together."
     ).tag(config=True)
 
+    max_vms = Integer(
+        4, help="How many cloud VMs one user's live jobs may hold together (cloud backends)."
+    ).tag(config=True)
+
     poll_interval = Float(
         2.0, help="Seconds between two looks at the batch systems (one query per backend)."
     ).tag(config=True)

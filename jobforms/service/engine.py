@@ -148,18 +148,53 @@ class JobEngine:
         self._spawn(self._launch(job_id))
         return job
 
-    def _check_limits(self, user: str, request: JobRequest) -> None:
+    def _usage(self, user: str) -> dict[str, int]:
+        """What the user's live jobs hold now: jobs, cores, cloud VMs."""
         with self.Session() as s:
             live = s.query(JobRow).filter(JobRow.user == user, JobRow.state.in_(LIVE)).all()
-        if len(live) >= self.cfg.max_live_jobs:
-            raise Refused({"quota": f"You have {len(live)} jobs pending or running, the most "
+        used = {"jobs": len(live), "cores": 0, "vms": 0}
+        for j in live:
+            res = j.request.get("resources") or {}
+            nodes = res.get("nodes", 1)
+            used["cores"] += res.get("cores", 1) * nodes
+            if getattr(self.backends.get(j.backend), "uses_vms", False):
+                used["vms"] += nodes
+        return used
+
+    def _limits(self) -> dict[str, int]:
+        return {"jobs": self.cfg.max_live_jobs, "cores": self.cfg.max_cores,
+                "vms": self.cfg.max_vms}
+
+    async def quota(self, user: str) -> dict:
+        """Used and free of the service's own per-user limits, and each backend's own quota
+        (an OpenNebula user's quota for cloud backends) where it has one."""
+        used = await asyncio.to_thread(self._usage, user)
+        out = {"service": {k: {"used": used[k], "limit": most, "free": max(0, most - used[k])}
+                           for k, most in self._limits().items()},
+               "backends": {}}
+        for name, backend in self.backends.items():
+            own = getattr(backend, "quota", None)
+            if own is not None:
+                try:
+                    out["backends"][name] = await own()
+                except BackendError as e:
+                    out["backends"][name] = {"error": str(e)}
+        return out
+
+    def _check_limits(self, user: str, request: JobRequest) -> None:
+        used, most = self._usage(user), self._limits()
+        if used["jobs"] >= most["jobs"]:
+            raise Refused({"quota": f"You have {used['jobs']} jobs pending or running, the most "
                                     f"allowed at once; wait for one to end or cancel one."})
-        cores = sum((j.request.get("resources") or {}).get("cores", 1) *
-                    (j.request.get("resources") or {}).get("nodes", 1) for j in live)
-        asked = request.resources.cores * request.resources.nodes
-        if cores + asked > self.cfg.max_cores:
-            raise Refused({"cores": f"Your running jobs use {cores} cores; this one asks for "
-                                    f"{asked} and you may use {self.cfg.max_cores} at once."})
+        res = request.resources
+        asked = res.cores * res.nodes
+        if used["cores"] + asked > most["cores"]:
+            raise Refused({"cores": f"Your running jobs use {used['cores']} cores; this one asks "
+                                    f"for {asked} and you may use {most['cores']} at once."})
+        if getattr(self.backends.get(res.backend), "uses_vms", False) and \
+                used["vms"] + res.nodes > most["vms"]:
+            raise Refused({"nodes": f"Your running jobs hold {used['vms']} VMs; this one asks "
+                                    f"for {res.nodes} and you may hold {most['vms']} at once."})
 
     def _check_account(self, user: str) -> None:
         """The user's account and home exist (the first server start makes them)."""

@@ -29,6 +29,9 @@ class RecordingHost(Host):
         self.calls.append((list(argv), input, env))
         return CommandResult(0, "4242\n", "")
 
+    async def exchange(self, argv, data=b"", *, timeout=600):
+        raise NotImplementedError
+
     async def bootstrap(self, request, on_event=None):
         raise NotImplementedError
 
@@ -117,7 +120,7 @@ def test_limits_speak_the_forms_format():
 
 
 def test_every_backend_is_registered_and_every_setting_has_help():
-    assert set(BACKENDS) == {"local", "slurm", "htcondor"}
+    assert set(BACKENDS) == {"local", "slurm", "htcondor", "cloud"}
     assert BACKENDS["local"] is LocalBackend
     for cls in BACKEND_CLASSES:
         for name, trait in cls.class_traits(config=True).items():

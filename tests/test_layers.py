@@ -128,5 +128,8 @@ def test_every_provider_and_machine_setting_shows_in_jupyterhub_help_all():
                     "--OpenNebulaProvider.pool_max_age", "--SshProvider.username_template",
                     "--SshProvider.user_host_allow", "--LocalProvider.system_user_prefix",
                     "--MachineAccess.jump_host", "--MachineAccess.host_key_dir",
-                    "--MachineAccess.crypt_key_file"):
+                    "--MachineAccess.crypt_key_file", "--JobsService.backends",
+                    "--JobsService.max_vms", "--SlurmBackend.exec_prefix",
+                    "--HTCondorBackend.limits", "--CloudBackend.python_env",
+                    "--OpenNebulaSpawner.service_urls"):
         assert setting in out, setting

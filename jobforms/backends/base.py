@@ -73,7 +73,11 @@ class BatchJob:
     ever split or expanded again); ``workdir``, ``stdout`` and ``stderr`` are absolute paths on
     the machine where the job runs; ``account`` is the Unix account the job belongs to;
     ``requirements`` is an extra HTCondor ClassAd expression (jobs pinned to machines), ignored
-    by the other backends. Invalid values raise :class:`JobRefused` naming the field.
+    by the other backends. ``user`` is the hub user the job is for (tags, quota); ``stage``
+    maps further local paths the argv names (the app's folder, input files) to names under
+    the job's folder on machines that do not share the service's filesystem (the ``cloud``
+    backend copies them there, and the job's folder back); backends on a shared filesystem
+    ignore it. Invalid values raise :class:`JobRefused` naming the field.
     """
 
     job_id: str
@@ -85,10 +89,18 @@ class BatchJob:
     env: Mapping[str, str] = field(default_factory=dict)
     resources: Resources = field(default_factory=Resources)
     requirements: Optional[str] = None
+    user: str = ""
+    stage: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self):
         object.__setattr__(self, "argv", tuple(self.argv))
         object.__setattr__(self, "env", dict(self.env))
+        object.__setattr__(self, "stage", dict(self.stage))
+        for local, name in self.stage.items():
+            _absolute("stage", local)
+            _text("stage", name)
+            if name.startswith("/") or ".." in name.split("/") or not name:
+                raise JobRefused("stage", f"{name!r} is not a name inside the job's folder.")
         if not isinstance(self.job_id, str) or not JOB_ID.match(self.job_id):
             raise JobRefused("job_id", f"The job id {self.job_id!r} is not one the backends "
                              "accept (letters, digits, '_', '.', '-'; at most 64).")
@@ -143,6 +155,10 @@ class BackendStatus:
     reason: str
     exit_code: Optional[int] = None
     native: str = ""
+    # where a job with machines of its own is before and after its program runs: "booting"
+    # (machines not yet running), "bootstrapping" (running, not yet ready), "terminating"
+    # (the program ended, machines being given back); "" for batch systems
+    phase: str = ""
 
 
 @dataclass(frozen=True)

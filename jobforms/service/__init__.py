@@ -7,6 +7,7 @@ collect), :mod:`.api` (the REST API behind the hub's login), :mod:`.results` (de
 """
 from __future__ import annotations
 
+import os
 import socket
 import sys
 
@@ -20,7 +21,10 @@ def managed_service(config_file: str, port: int = 0) -> tuple[dict, list[dict]]:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
+    # the cloud backend's OpenNebula credentials, when the hub has them in its environment
+    env = {k: os.environ[k] for k in ("NEBULAHUB_ONE_AUTH",) if k in os.environ}
     service = {"name": NAME, "url": f"http://127.0.0.1:{port}", "oauth_no_confirm": True,
+               "environment": env,
                "command": [sys.executable, "-m", "jobforms.service", "--config", config_file]}
     access = f"access:services!service={NAME}"
     roles = [{"name": "user", "scopes": ["self", access]},

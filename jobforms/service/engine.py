@@ -80,8 +80,9 @@ class JobEngine:
         if os.geteuid() == 0 and not submit_host and "exec_prefix" not in settings:
             # the service is root: a job's commands run as the job's account
             settings["exec_prefix"] = ["runuser", "-u", "{account}", "--"]
-        backend = cls(host=host, **settings)
-        return backend
+        # the hub's configuration reaches the backend too (c.CloudBackend, the machine layer's
+        # c.OpenNebulaProvider / c.MachineAccess); the settings given here come first
+        return cls(parent=self.cfg, host=host, **settings)
 
     # ---- reading -----------------------------------------------------------------------------
     def _job(self, session, user: str, job_id: str) -> JobRow:
@@ -176,7 +177,7 @@ class JobEngine:
             own = getattr(backend, "quota", None)
             if own is not None:
                 try:
-                    out["backends"][name] = await own()
+                    out["backends"][name] = await own(user)
                 except BackendError as e:
                     out["backends"][name] = {"error": str(e)}
         return out
@@ -220,6 +221,10 @@ class JobEngine:
             files = await asyncio.to_thread(self._resolve_files, app, request, user)
             await asyncio.to_thread(_make_workdir, workdir, account)
             argv = app.command(request, workdir=workdir, files=files)
+            # what a machine without the service's filesystem needs besides the job's folder
+            stage = {str(app.folder): "app"} if getattr(app, "folder", None) else {}
+            stage.update({path: f"inputs/{name}/{os.path.basename(path)}"
+                          for name, path in files.items()})
             res = request.resources
             batch = BatchJob(job_id=job_id, argv=argv, workdir=workdir,
                              stdout=os.path.join(workdir, "stdout.txt"),
@@ -227,7 +232,8 @@ class JobEngine:
                              env={**self.cfg.job_env, "NEBULAHUB_JOB_ID": job_id},
                              resources=Resources(nodes=res.nodes, cores=res.cores,
                                                  memory_mb=res.memory_mb,
-                                                 walltime_s=res.walltime_s))
+                                                 walltime_s=res.walltime_s),
+                             user=user, stage=stage)
             backend_id = await self.backends[job.backend].submit(batch)
         except (BackendError, JobRequestError, ValueError, OSError, KeyError) as e:
             await self._move(job_id, JobState.FAILED, f"The job could not be submitted: {e}")
@@ -315,13 +321,19 @@ class JobEngine:
                       cancel_requested: bool) -> None:
         """Move a job after what its batch system says."""
         b = status.state
-        if b is BatchState.RUNNING and state is JobState.PENDING:
-            await self._move(job_id, JobState.EXECUTING, "Running.")
+        if status.phase in ("booting", "bootstrapping", "terminating"):
+            await self._advance(job_id, state, JobState(status.phase), status.reason,
+                                ran=b is BatchState.RUNNING)
+        elif b is BatchState.RUNNING and state in (JobState.PENDING, JobState.BOOTING,
+                                                   JobState.BOOTSTRAPPING):
+            await self._advance(job_id, state, JobState.EXECUTING, "Running.")
+        elif b is BatchState.QUEUED and state is not JobState.PENDING:
+            pass
         elif b is BatchState.HELD:
             await self._set_reason(job_id, f"Held by the batch system: {status.reason}")
         elif b is BatchState.COMPLETED:
-            if state is JobState.PENDING:  # it ran between two looks
-                await self._move(job_id, JobState.EXECUTING, "Running.")
+            if state is not JobState.TERMINATING:  # it ran between two looks
+                await self._advance(job_id, state, JobState.EXECUTING, "Running.")
             await self._finish(job_id, status)
         elif b is BatchState.FAILED:
             await self._move(job_id, JobState.FAILED, status.reason, exit_code=status.exit_code)
@@ -332,6 +344,26 @@ class JobEngine:
         elif b is BatchState.VANISHED:
             await self._move(job_id, JobState.FAILED,
                              f"The batch system lost the job: {status.reason}")
+
+    async def _advance(self, job_id: str, state: JobState, target: JobState,
+                       reason: str, ran: bool = True) -> None:
+        """Move forward to ``target`` through the states between (a poll may miss a short
+        phase); a batch job goes from pending straight to executing; never backwards."""
+        order = [JobState.PENDING, JobState.BOOTING, JobState.BOOTSTRAPPING, JobState.EXECUTING,
+                 JobState.TERMINATING]
+        if state not in order or order.index(target) < order.index(state):
+            return
+        if state is target:
+            await self._set_reason(job_id, reason)
+            return
+        if state is JobState.PENDING and target is JobState.EXECUTING:
+            await self._move(job_id, target, reason)
+            return
+        steps = order[order.index(state) + 1:order.index(target) + 1]
+        if target is JobState.TERMINATING and not ran:  # machines given back unused
+            steps = [s for s in steps if s not in (JobState.BOOTSTRAPPING, JobState.EXECUTING)]
+        for step in steps:
+            await self._move(job_id, step, reason if step is target else _PASSED[step])
 
     async def _finish(self, job_id: str, status: BackendStatus) -> None:
         await self._move(job_id, JobState.TERMINATING, "The program ended; collecting results.")
@@ -476,7 +508,16 @@ class JobEngine:
             self._loop_task.cancel()
         for t in list(self._tasks):
             t.cancel()
+        for backend in self.backends.values():
+            close = getattr(backend, "close", None)
+            if close is not None:
+                await close()
         self.db.dispose()
+
+
+_PASSED = {JobState.BOOTING: "Machines starting.", JobState.BOOTSTRAPPING: "Machines running; "
+           "preparing them.", JobState.EXECUTING: "Running.",
+           JobState.TERMINATING: "The program ended; giving the machines back."}
 
 
 def _row(t: Transition) -> TransitionRow:

@@ -33,6 +33,9 @@ class Host(abc.ABC):
         Run one command (an argument list: no shell ever sees it) as the host's account and
         return its exit code and output; what batch systems' submit/status/cancel commands
         and job workers use.
+    ``await exchange(argv, data=b"", timeout=600) -> (returncode, stdout_bytes, stderr)``
+        ``run`` with bytes in and out: how whole folders travel (a tar stream each way) to and
+        from job workers; nothing is decoded or cut.
     ``await bootstrap(request, on_event=None) -> dict``
         Run the bootstrap program (``start`` / ``status`` / ``stop`` a server) on the machine and
         return its result; :class:`~machines.errors.BootstrapFailed` with a sentence otherwise.
@@ -56,6 +59,10 @@ class Host(abc.ABC):
     @abc.abstractmethod
     async def run(self, argv: list[str], *, input: str | None = None,
                   env: dict[str, str] | None = None, timeout: float = 60) -> CommandResult: ...
+
+    @abc.abstractmethod
+    async def exchange(self, argv: list[str], data: bytes = b"", *, timeout: float = 600
+                       ) -> tuple[int, bytes, str]: ...
 
     @abc.abstractmethod
     async def bootstrap(self, request: dict, on_event: Callable[[dict], None] | None = None

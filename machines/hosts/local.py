@@ -66,6 +66,24 @@ class LocalHost(Host):
         return CommandResult(proc.returncode, out.decode(errors="replace"),
                              err.decode(errors="replace"))
 
+    async def exchange(self, argv: list[str], data: bytes = b"", *, timeout: float = 600
+                       ) -> tuple[int, bytes, str]:
+        process = self._process()
+        account = {k: process[k] for k in ("user", "group") if k in process}
+        if account:
+            account.update(extra_groups=[], umask=0o077)
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE, env=process["env"], cwd=process["cwd"],
+            start_new_session=True, **account)
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(data), timeout)
+        except asyncio.TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise
+        return proc.returncode, out, err.decode(errors="replace")
+
     async def bootstrap(self, request: dict, on_event=None) -> dict:
         return await BootstrapRunner(on_event=on_event).run_local(request=request,
                                                                    **self._process())

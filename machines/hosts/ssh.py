@@ -94,6 +94,15 @@ class SshHost(Host):
         return CommandResult(result.exit_status if result.exit_status is not None else -1,
                              str(result.stdout or ""), str(result.stderr or ""))
 
+    async def exchange(self, argv: list[str], data: bytes = b"", *, timeout: float = 600
+                       ) -> tuple[int, bytes, str]:
+        command = " ".join(shlex.quote(a) for a in argv)
+        result = await asyncio.wait_for(
+            self.conn.run(command, input=data, encoding=None, check=False), timeout)
+        code = result.exit_status if result.exit_status is not None else -1
+        return code, bytes(result.stdout or b""), bytes(result.stderr or b"").decode(
+            errors="replace")
+
     async def bootstrap(self, request: dict, on_event=None) -> dict:
         return await BootstrapRunner(on_event=on_event).run_ssh(self.conn, self.python, request)
 

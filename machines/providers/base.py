@@ -46,6 +46,9 @@ class MachineProvider(LoggingConfigurable):
         as something exists that must be given back; report progress with ``report(percent,
         message)``; raise a :class:`~machines.errors.MachineError` on failure (the caller then
         calls ``release``).
+    ``await resume(machine, report, persist)``
+        Finish an acquisition that was interrupted after ``persist()`` (a restarted caller):
+        wait until the machine runs, or raise (the caller then calls ``release``).
     ``host_for(machine) -> Host``
         How to act on it (:class:`~machines.hosts.Host`).
     ``await check(machine) -> MachineStatus``
@@ -72,6 +75,9 @@ class MachineProvider(LoggingConfigurable):
     async def acquire(self, request: MachineRequest, machine: Machine, report: Report,
                       persist: Persist) -> None:
         raise NotImplementedError
+
+    async def resume(self, machine: Machine, report: Report, persist: Persist) -> None:
+        return None  # machines that exist once acquired (a host, a local account)
 
     def host_for(self, machine: Machine, *, trust_new_key: bool = False) -> Host:
         raise NotImplementedError

@@ -311,10 +311,14 @@ class OpenNebulaProvider(RemoteProvider):
                               reason="cloud-config")
         await self._wait_for_quota(request, report)
         machine.user = request.user
-        if self.home_storage == "volume":
+        # a user's home goes with their servers; a job's or a Dask worker's VM gets its files
+        # from the job service (staged in and out), not the user's volume
+        serves = request.owner_kind is OwnerKind.SERVER
+        if serves and self.home_storage == "volume":
             await self.homes.volume_for(request.user, self._server_of(request), machine, report,
                                         persist)
-        await self.homes.prepare_shared(request.user)
+        if serves:
+            await self.homes.prepare_shared(request.user)
         private_key, public_key = new_spawn_key()
         machine.sealed_private_key = self.access.secret_box.seal(private_key)
         owner = self._server_of(request)
@@ -323,7 +327,8 @@ class OpenNebulaProvider(RemoteProvider):
                                             start_id=request.start_id)
         context = {"NETWORK": "YES", **self.context}
         context = {k: v for k, v in context.items() if v not in (None, "")}
-        context.update(self.homes.context(request.user))
+        if serves:
+            context.update(self.homes.context(request.user))
         context.update(SSH_PUBLIC_KEY=public_key, USERNAME=self.ssh_user)
         tags = {TAG_HUB_ID: self.hub_id, TAG_USER: request.user,
                 TAG_SERVER: owner if request.owner_kind is OwnerKind.SERVER else "",
@@ -346,6 +351,22 @@ class OpenNebulaProvider(RemoteProvider):
         await persist()
         await self._wait_running(machine, report, persist)
         await self.homes.apply_pending_resize(machine)
+
+    async def resume(self, machine: Machine, report, persist) -> None:
+        """Wait for a machine whose acquisition was interrupted (a restarted service): found
+        by its start id if its VM id was never learnt, then waited for until it runs."""
+        if machine.vm_id is None:
+            try:
+                tagged = await self.client.list_tagged(self.hub_id)
+            except OpenNebulaError as e:
+                raise cloud_error(e, "to look for your VM") from None
+            found = [vm.id for vm in tagged if vm.tags.get(TAG_START_ID) == machine.start_id]
+            if not found:
+                raise MachineFailed("The VM being made when the service stopped never came "
+                                    "to exist.")
+            machine.vm_id = found[0]
+            await persist()
+        await self._wait_running(machine, report, persist)
 
     async def _wait_running(self, machine: Machine, report, persist) -> None:
         deadline = time.monotonic() + self.ready_timeout

@@ -100,24 +100,29 @@ def find_singleuser(env_dir):
     return exe if os.access(exe, os.X_OK) else None
 
 
-def ensure_environment(req):
-    """Return (python, jupyterhub-singleuser) from a prepared env, or build one."""
+def find_python(env_dir):
+    exe = os.path.join(env_dir, "bin", "python")
+    return exe if os.access(exe, os.X_OK) else None
+
+
+def ensure_environment(req, find=find_singleuser, needs="jupyterhub-singleuser"):
+    """Return (python, the program ``find`` looks for) from a prepared env, or build one."""
     prepared = req.get("python_env")
     if prepared:
-        exe = find_singleuser(expand(prepared))
+        exe = find(expand(prepared))
         if exe:
             progress("Using the prepared Python environment", env=expand(prepared))
             return os.path.join(expand(prepared), "bin", "python"), exe
         if not req.get("create_env"):
             raise BootstrapError(
-                "The prepared Python environment %s has no jupyterhub-singleuser." % prepared
+                "The prepared Python environment %s has no %s." % (prepared, needs)
             )
     env_dir = expand(req["create_env"])
     os.makedirs(os.path.dirname(env_dir), mode=0o700, exist_ok=True)
     # Two servers bootstrapping on one host share the environment: build it once, under a lock.
     with open(env_dir + ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        exe = find_singleuser(env_dir)
+        exe = find(env_dir)
         if exe and os.path.exists(os.path.join(env_dir, ".nebulahub-complete")):
             progress("Using the Python environment built earlier", env=env_dir)
             return os.path.join(env_dir, "bin", "python"), exe
@@ -130,9 +135,9 @@ def ensure_environment(req):
         progress("Installing %s" % ", ".join(packages), env=env_dir)
         pip = [os.path.join(env_dir, "bin", "python"), "-m", "pip", "install", "--quiet"]
         run_checked(pip + list(req.get("pip_args") or []) + packages, "installing packages")
-        exe = find_singleuser(env_dir)
+        exe = find(env_dir)
         if not exe:
-            raise BootstrapError("Installing %s gave no jupyterhub-singleuser." % packages)
+            raise BootstrapError("Installing %s gave no %s." % (packages, needs))
         open(os.path.join(env_dir, ".nebulahub-complete"), "w").close()
         return os.path.join(env_dir, "bin", "python"), exe
 
@@ -272,7 +277,19 @@ def action_stop(req):
     return {"stopped": was_running}
 
 
-ACTIONS = {"start": action_start, "status": action_status, "stop": action_stop}
+def action_environment(req):
+    """A Python environment with the given packages for a job worker (no server in it)."""
+    if os.geteuid() == 0:
+        raise BootstrapError("NebulaHub never runs a job as root.")
+    python, _ = ensure_environment(req, find_python, "python")
+    workdir = expand(req["workdir"])
+    os.makedirs(workdir, mode=0o700, exist_ok=True)
+    return {"python": python, "bin": os.path.dirname(python), "workdir": workdir,
+            "home": os.path.expanduser("~")}
+
+
+ACTIONS = {"start": action_start, "status": action_status, "stop": action_stop,
+           "environment": action_environment}
 
 
 def main():

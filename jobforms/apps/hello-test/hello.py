@@ -3,6 +3,7 @@
 import argparse
 import datetime
 import json
+import os
 import platform
 import sys
 import time
@@ -33,6 +34,8 @@ def main(argv=None) -> int:
     extras = {"date": datetime.date.today().isoformat(), "host": platform.node(), "python": platform.python_version()}
     for name in args.also:
         print(f"{name}: {extras[name]}", flush=True)
+    if os.environ.get("NEBULAHUB_JOB_HOSTS"):  # a job with machines of its own
+        print(f"machines: {os.environ['NEBULAHUB_JOB_HOSTS']}", flush=True)
     if args.input:
         try:
             with open(args.input, encoding="utf-8", errors="replace") as f:

@@ -1,0 +1,62 @@
+"""Helpers of the jobs-service tests: a hub config with the service, a user with their own
+account, the API as one user sees it."""
+from __future__ import annotations
+
+import os
+import textwrap
+import time
+
+import requests
+
+SERVICE = "/services/nebulahub-jobs"
+
+
+def jobs_config(homes: str, local_accounts, db_url: str, extra: str = "") -> str:
+    return textwrap.dedent(f"""
+        from jobforms.service import managed_service
+        service, roles = managed_service(__file__)
+        c.JupyterHub.services.append(service)
+        c.JupyterHub.load_roles.extend(roles)
+        c.JobsService.db_url = "{db_url}"
+        c.JobsService.account_template = "{local_accounts.prefix}{{username}}"
+        c.JobsService.home_template = "{homes}/{{username}}"
+        c.JobsService.job_env = {{"PATH": "{local_accounts.python_env}/bin:/usr/bin:/bin"}}
+        c.JobsService.poll_interval = 0.5
+        c.JobsService.max_live_jobs = 3
+        c.OpenNebulaSpawner.provider = "local"
+        {extra}
+    """)
+
+
+def make_user(hub, name, local_accounts, homes):
+    """A hub user and their own Unix account with a home (as the local provider makes them)."""
+    from machines.localusers import ensure_account, prepare_home, unix_name
+
+    hub.create_user(name)
+    home = os.path.join(homes, name)
+    account = ensure_account(unix_name(local_accounts.prefix, name), home,
+                             local_accounts.registry)
+    prepare_home(account, home)
+    return hub.user_token(name), account
+
+
+class Api:
+    """The jobs API as one user sees it."""
+
+    def __init__(self, hub, token):
+        self.base, self.headers = f"{hub.url}{SERVICE}/api", {"Authorization": f"token {token}"}
+
+    def __call__(self, method, path, **kw):
+        return requests.request(method, self.base + path, headers=self.headers, timeout=30, **kw)
+
+    def submit(self, app, values):
+        return self("POST", "/jobs", json={"app": app, "values": values})
+
+    def wait(self, job_id, states=("done", "failed", "cancelled"), timeout=90):
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self("GET", f"/jobs/{job_id}").json()
+            if job["state"] in states:
+                return job
+            assert time.monotonic() < deadline, job
+            time.sleep(0.3)

@@ -18,6 +18,8 @@ GET  /api/jobs/<id>/results/<path>         download a result file
 GET  /api/jobs/<id>/clone                  the job's values and what differs from the defaults
 GET  /api/events                           server-sent events: every change of the user's jobs
 GET  /api/openapi.json                     this API, described
+GET  /api/apps/<app>/icon                  the app's icon file (an emoji icon is in /api/apps)
+GET  /                                     redirects to the Jobs page in the user's server
 =========================================  ======================================================
 """
 from __future__ import annotations
@@ -218,6 +220,37 @@ class OpenApiHandler(ApiHandler):
         self.send(openapi(self.engine))
 
 
+ICON_TYPES = {".svg": "image/svg+xml", ".png": "image/png", ".jpg": "image/jpeg",
+              ".jpeg": "image/jpeg"}
+
+
+class IconHandler(ApiHandler):
+    """An app's icon file, for the Jobs page (which shows it as an image, never as a document)."""
+
+    @web.authenticated
+    async def get(self, app_id):
+        self.user  # noqa: B018
+        app = self.engine.apps.get(app_id)
+        path = app.icon_path if app is not None else None
+        kind = ICON_TYPES.get(path.suffix.lower()) if path is not None else None
+        if kind is None or not path.is_file():
+            raise web.HTTPError(404, "This app has no icon file.")
+        self.set_header("Content-Type", kind)
+        # opened on its own, an SVG could run script: not here
+        self.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; sandbox")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.finish(await asyncio.to_thread(path.read_bytes))
+
+
+class PageRedirect(web.RequestHandler):
+    """The service's own address (the hub's Services menu links here) leads to the Jobs page in
+    the user's server; the hub offers to start the server first when it is not running."""
+
+    def get(self):
+        base = os.environ.get("JUPYTERHUB_BASE_URL", "/").rstrip("/")
+        self.redirect(f"{base}/hub/user-redirect/nebulahub-jobs/")
+
+
 def openapi(engine: JobEngine) -> dict:
     """This API as OpenAPI 3: each app's submit body is the schema of its compiled model."""
     job = {"type": "object", "properties": {"id": {"type": "string"},
@@ -265,5 +298,7 @@ def routes(prefix: str) -> list:
         (rf"{p}/api/jobs/([0-9a-f]+)/clone", CloneHandler),
         (rf"{p}/api/events", EventsHandler),
         (rf"{p}/api/openapi.json", OpenApiHandler),
+        (rf"{p}/api/apps/([^/]+)/icon", IconHandler),
+        (rf"{p}/?", PageRedirect),
         (rf"{p}/oauth_callback", HubOAuthCallbackHandler),
     ]

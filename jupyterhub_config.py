@@ -176,6 +176,8 @@ jobs, jobs_roles = jobs_service(__file__, int(os.environ.get("NEBULAHUB_JOBS_POR
 c.JupyterHub.services.append(jobs)
 c.JupyterHub.load_roles.extend(jobs_roles)
 c.OpenNebulaSpawner.service_urls = {jobs["name"]: f"{jobs['url']}/services/{jobs['name']}/"}
+# the hub's home page links to the Jobs page in each user's server (templates/home.html)
+c.JupyterHub.template_paths = [str(ROOT / "templates")]
 c.JobsService.db_url = f"sqlite:///{private_file(STATE / 'nebulahub-jobs.sqlite')}"
 c.JobsService.backends = {"local": {}}
 # c.JobsService.backends = {

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -23,7 +25,16 @@ def homes(shared_tmp):
 
 
 @pytest.fixture(scope="module")
-def jobs_hub(tmp_path_factory, homes, local_accounts, slurm):
+def service_key(tmp_path_factory):
+    """The key the service logs in to SFTP destinations with."""
+    d = tmp_path_factory.mktemp("service-key")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "key")],
+                   check=True)
+    return d / "key"
+
+
+@pytest.fixture(scope="module")
+def jobs_hub(tmp_path_factory, homes, local_accounts, slurm, service_key):
     d = tmp_path_factory.mktemp("jobs-hub")
     h = HubProcess(d, jobs_config(homes, local_accounts, f"sqlite:///{d}/jobs.sqlite", f"""
         c.JobsService.backends = {{
@@ -31,6 +42,8 @@ def jobs_hub(tmp_path_factory, homes, local_accounts, slurm):
             "slurm": {{"command_env": {{"SLURM_CONF": "{slurm.conf}"}},
                       "limits": {{"cores": 2, "memory_mb": 2000, "walltime_s": 3600}}}},
         }}
+        c.JobsService.sftp_key_file = "{service_key}"
+        c.JobsService.host_key_dir = "{d}/destination-keys"
     """))
     h.start()
     deadline = time.monotonic() + 60
@@ -240,3 +253,99 @@ def test_a_user_without_an_account_yet_is_told_to_start_a_server_first(jobs_hub)
     r = api.submit("hello-test", {"backend": "local"})
     assert r.status_code == 400 and "start your server once" in r.text, r.text
     assert api("GET", "/jobs").json() == []
+
+
+# ---- where results go ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ftp_server(nethosts, tmp_path_factory):
+    """A real anonymous, writable FTP server (pyftpdlib) on a namespace host, as the reference
+    service uploaded results to ftp://10.93.221.96/pub."""
+    root = tmp_path_factory.mktemp("ftp-root")
+    host = nethosts.add_host("ftpdest", start_sshd=False)
+    proc = subprocess.Popen(["ip", "netns", "exec", host.netns, sys.executable, "-m", "pyftpdlib",
+                             "-i", host.ip, "-p", "2121", "-w", "-d", str(root)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 20
+    while not host.port_open(2121, ip=host.ip):
+        assert proc.poll() is None and time.monotonic() < deadline, "pyftpdlib did not start"
+        time.sleep(0.2)
+    yield host, root
+    proc.terminate()
+    proc.wait(10)
+    host.destroy()
+
+
+@pytest.fixture(scope="module")
+def sftp_server(nethosts, service_key):
+    host = nethosts.add_host("sftpdest", authorized_keys=[
+        (service_key.parent / "key.pub").read_text().strip()])
+    yield host
+    host.destroy()
+
+
+def test_results_are_uploaded_to_an_ftp_url(ada, ftp_server):
+    api, _ = ada
+    host, root = ftp_server
+    r = api.submit("hello-test", {"who": "FTP", "backend": "local",
+                                  "destination": f"ftp://{host.ip}:2121/pub/run-1"})
+    assert r.status_code == 201, r.text
+    job = api.wait(r.json()["id"])
+    assert job["state"] == "done", (job["reason"], job["history"])
+    assert "FTP" in (root / "pub" / "run-1" / "hello.txt").read_text()
+
+
+def test_results_go_to_an_sftp_url_with_the_servers_key_pinned(ada, sftp_server):
+    import pwd
+
+    api, _ = ada
+    home = pwd.getpwnam(sftp_server.user).pw_dir
+    url = f"sftp://{sftp_server.user}@{sftp_server.ip}{home}/results/run-2"
+    job = api.wait(api.submit("hello-test", {"who": "SFTP", "backend": "local",
+                                             "destination": url}).json()["id"])
+    assert job["state"] == "done", (job["reason"], job["history"])
+    delivered = os.path.join(home, "results", "run-2", "hello.txt")
+    assert "SFTP" in open(delivered).read()
+    assert os.stat(delivered).st_uid == pwd.getpwnam(sftp_server.user).pw_uid
+    # another machine answers at that address now: nothing is sent to it
+    sftp_server.regenerate_host_key()
+    job = api.wait(api.submit("hello-test", {"who": "again", "backend": "local",
+                                             "destination": url.replace("run-2", "run-3")}
+                              ).json()["id"])
+    assert job["state"] == "failed" and "could not be delivered" in job["reason"], job["reason"]
+    assert not os.path.exists(os.path.join(home, "results", "run-3"))
+
+
+def test_a_destination_on_the_services_own_machine_is_refused(ada):
+    api, _ = ada
+    job = api.wait(api.submit("hello-test", {"backend": "local",
+                                             "destination": "ftp://127.0.0.1:2121/pub"}
+                              ).json()["id"])
+    assert job["state"] == "failed" and "hub's own machine" in job["reason"], job["reason"]
+
+
+def test_a_file_url_is_written_as_the_users_own_account_only(ada, homes):
+    api, account = ada
+    mine = os.path.join(homes, "ada", "exported")
+    job = api.wait(api.submit("hello-test", {"backend": "local",
+                                             "destination": f"file://{mine}"}).json()["id"])
+    assert job["state"] == "done", job["reason"]
+    assert os.stat(os.path.join(mine, "hello.txt")).st_uid == account.uid
+    job = api.wait(api.submit("hello-test", {"backend": "local",
+                                             "destination": "file:///etc/nebulahub-owned"}
+                              ).json()["id"])
+    assert job["state"] == "failed" and "Permission denied" in job["reason"], job["reason"]
+    assert not os.path.exists("/etc/nebulahub-owned")
+
+
+def test_a_result_or_log_swapped_for_a_link_is_never_read_for_the_user(ada, homes):
+    api, _ = ada
+    job = api.wait(api.submit("hello-test", {"backend": "local"}).json()["id"])
+    workdir = os.path.join(homes, "ada", "jobs", f"hello-test-{job['id']}")
+    for name in ("hello.txt", "stdout.txt"):
+        os.unlink(os.path.join(workdir, name))
+        os.symlink("/etc/shadow", os.path.join(workdir, name))  # as the job's account could
+    r = api("GET", f"/jobs/{job['id']}/results/hello.txt")
+    assert r.status_code == 404 and b"root:" not in r.content
+    log = api("GET", f"/jobs/{job['id']}/log", params={"stream": "stdout"}).json()
+    assert log["text"] == "" and "root:" not in log["text"]

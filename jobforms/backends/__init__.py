@@ -6,7 +6,7 @@ One small contract (:class:`~.base.Backend`, documented there) and one module pe
 picks a class by name from :data:`BACKENDS` and lists :data:`BACKEND_CLASSES` among its
 application's configurable classes, so every setting shows in ``--help-all``.
 """
-from .base import (Backend, BackendStatus, BatchJob, BatchState, FINAL_BATCH_STATES, Limits,
+from .base import (Backend, account_host, BackendStatus, BatchJob, BatchState, FINAL_BATCH_STATES, Limits,
                    Resources)
 from .cloud import CloudBackend
 from .errors import BackendError, BackendUnavailable, CommandFailed, JobRefused
@@ -18,7 +18,7 @@ BACKENDS = {cls.name: cls for cls in (LocalBackend, SlurmBackend, HTCondorBacken
                                        CloudBackend)}
 BACKEND_CLASSES = [Backend, *BACKENDS.values()]
 
-__all__ = ["BACKENDS", "BACKEND_CLASSES", "Backend", "BackendError", "BackendStatus",
+__all__ = ["BACKENDS", "account_host", "BACKEND_CLASSES", "Backend", "BackendError", "BackendStatus",
            "BackendUnavailable", "BatchJob", "CloudBackend", "BatchState", "CommandFailed", "FINAL_BATCH_STATES",
            "HTCondorBackend", "JobRefused", "Limits", "LocalBackend", "Resources",
            "SlurmBackend"]

@@ -20,7 +20,7 @@ from traitlets import Dict, Float, Instance, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 from machines.errors import MachineError
-from machines.hosts import CommandResult, Host
+from machines.hosts import CommandResult, Host, LocalHost
 
 from .errors import BackendError, BackendUnavailable, CommandFailed, JobRefused
 
@@ -361,3 +361,19 @@ def _is_connection_error(error: Exception) -> bool:
     import asyncssh  # the SSH client is the only other thing that can fail here
 
     return isinstance(error, (OSError, asyncssh.Error, EOFError))
+
+
+def account_host(account: str) -> LocalHost:
+    """The job's own account on the service's machine (the service's account when it is not
+    root): what reads and writes the user's files for the service."""
+    import os
+    import pwd
+    import sys
+
+    if os.geteuid() != 0:
+        account = pwd.getpwuid(os.geteuid()).pw_name
+    try:
+        home = pwd.getpwnam(account).pw_dir
+    except KeyError:
+        raise JobRefused("account", f"There is no Unix account {account!r} here.") from None
+    return LocalHost(account, home, sys.executable)

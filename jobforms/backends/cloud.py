@@ -28,8 +28,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import pwd
-import sys
 import tempfile
 import uuid
 from dataclasses import asdict
@@ -40,11 +38,11 @@ from traitlets import Float, Integer, List, Unicode
 
 from machines import (Machine, MachineAccess, MachineError, MachineRequest, MachineSize,
                       MachineStatus, OwnerKind, provider_class)
-from machines.hosts import Host, LocalHost
+from machines.hosts import Host
 from machines.releases import keep_retrying
 
-from .base import JOB_ID, Backend, BackendStatus, BatchJob, BatchState, Limits, Resources
-from .errors import BackendError, BackendUnavailable, JobRefused
+from .base import JOB_ID, Backend, account_host, BackendStatus, BatchJob, BatchState, Limits, Resources
+from .errors import BackendError, BackendUnavailable
 from .local import LocalBackend
 
 # Packs {name in the tar: local path} from stdin's JSON into a tar on stdout; run as the job's
@@ -353,7 +351,7 @@ class CloudBackend(Backend):
                                f"{err.strip()[-300:]}")
 
     async def _pack(self, account: str, wanted: dict[str, str]) -> bytes:
-        local = _account_host(account)
+        local = account_host(account)
         code, data, err = await local.exchange(["python3", "-c", PACK],
                                                json.dumps(wanted).encode(),
                                                timeout=self.transfer_timeout)
@@ -468,7 +466,7 @@ class CloudBackend(Backend):
              "."], timeout=self.transfer_timeout)
         if code != 0:
             raise BackendError(f"tar on the job's machine failed: {err.strip()[-300:]}")
-        local = _account_host(job.account)
+        local = account_host(job.account)
         code, _, err = await local.exchange(
             ["tar", "-x", "-C", job.workdir, "--no-same-owner", "-f", "-"], data,
             timeout=self.transfer_timeout)
@@ -521,14 +519,3 @@ class CloudBackend(Backend):
                 await host.close()
         if self._machine_provider is not None:
             await self._machine_provider.close()
-
-
-def _account_host(account: str) -> LocalHost:
-    """The job's own account on the service's machine (the service's account when not root)."""
-    if os.geteuid() != 0:
-        account = pwd.getpwuid(os.geteuid()).pw_name
-    try:
-        home = pwd.getpwnam(account).pw_dir
-    except KeyError:
-        raise JobRefused("account", f"There is no Unix account {account!r} here.") from None
-    return LocalHost(account, home, sys.executable)

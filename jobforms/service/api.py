@@ -171,11 +171,11 @@ class LogHandler(ApiHandler):
 class ResultHandler(ApiHandler):
     @web.authenticated
     async def get(self, job_id, path):
-        real = await self.run(self.engine.result_file(self.user, job_id, path))
+        f = await self.run(self.engine.result_file(self.user, job_id, path))
         self.set_header("Content-Type", "application/octet-stream")
         self.set_header("Content-Disposition",
                         f"attachment; filename*=UTF-8''{url_escape(os.path.basename(path), plus=False)}")
-        with open(real, "rb") as f:
+        with f:
             while chunk := await asyncio.to_thread(f.read, 1 << 20):
                 self.write(chunk)
                 await self.flush()

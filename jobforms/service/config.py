@@ -72,6 +72,21 @@ class JobsService(Configurable):
         half goes into the destination account's authorized_keys).""",
     ).tag(config=True)
 
+    destination_allow = List(
+        Unicode(), help="""Networks (CIDR) FTP and SFTP result destinations may be in (empty:
+        any address that is not denied). The service's own machine, loopback and link-local
+        (cloud metadata) addresses are always refused."""
+    ).tag(config=True)
+
+    destination_deny = List(
+        Unicode(), help="Networks (CIDR) result destinations may never be in."
+    ).tag(config=True)
+
+    host_key_dir = Unicode(
+        "~/.nebulahub/jobs-host-keys", help="""Folder (0700) of SFTP destinations' host keys,
+        pinned per user at their first delivery to a server."""
+    ).tag(config=True)
+
     allowed_users = List(
         Unicode(), help="Hub users who may use the service (empty: every hub user)."
     ).tag(config=True)

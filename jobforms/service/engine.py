@@ -12,13 +12,12 @@ import glob
 import logging
 import os
 import pwd
-import shutil
 import uuid
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Optional
 
-from jobforms.backends import (BACKENDS, Backend, BackendError, BackendStatus, BatchJob,
+from jobforms.backends import (BACKENDS, account_host, Backend, BackendError, BackendStatus, BatchJob,
                                BatchState, Resources)
 from jobforms.loader import load_apps
 from jobforms.request import JobRequest, JobRequestError
@@ -26,7 +25,7 @@ from jobforms.states import JobHistory, JobState, Transition
 from machines.hosts import LocalHost
 
 from .config import JobsService
-from .results import deliver
+from .results import UnsafeFile, deliver_local, deliver_remote, host_and_port, open_in
 from .store import JobRow, SavedParameters, TransitionRow, job_dict, now, open_store
 
 log = logging.getLogger("nebulahub.jobs")
@@ -219,7 +218,7 @@ class JobEngine:
         app = self.apps[request.app_id]
         try:
             files = await asyncio.to_thread(self._resolve_files, app, request, user)
-            await asyncio.to_thread(_make_workdir, workdir, account)
+            await _make_workdir(workdir, account)
             argv = app.command(request, workdir=workdir, files=files)
             # what a machine without the service's filesystem needs besides the job's folder
             stage = {str(app.folder): "app"} if getattr(app, "folder", None) else {}
@@ -315,10 +314,10 @@ class JobEngine:
             for job_id, _, backend_id, state, cancel in rows:
                 status = statuses.get(backend_id)
                 if status is not None:
-                    await self._follow(job_id, JobState(state), status, cancel)
+                    await self._follow(job_id, JobState(state), status, cancel, name)
 
     async def _follow(self, job_id: str, state: JobState, status: BackendStatus,
-                      cancel_requested: bool) -> None:
+                      cancel_requested: bool, backend: str = "") -> None:
         """Move a job after what its batch system says."""
         b = status.state
         if status.phase in ("booting", "bootstrapping", "terminating"):
@@ -335,6 +334,11 @@ class JobEngine:
             if state is not JobState.TERMINATING:  # it ran between two looks
                 await self._advance(job_id, state, JobState.EXECUTING, "Running.")
             await self._finish(job_id, status)
+        elif b in (BatchState.FAILED, BatchState.CANCELLED) and state in HOLDING_MACHINES and \
+                getattr(self.backends.get(backend), "uses_vms", False):
+            # its machines were given back on the way (a poll may have missed it): show it
+            await self._move(job_id, JobState.TERMINATING, "The machines were given back.")
+            await self._follow(job_id, JobState.TERMINATING, status, cancel_requested, backend)
         elif b is BatchState.FAILED:
             await self._move(job_id, JobState.FAILED, status.reason, exit_code=status.exit_code)
         elif b is BatchState.CANCELLED:
@@ -375,8 +379,7 @@ class JobEngine:
         try:
             results = await asyncio.to_thread(_collect, workdir, patterns)
             if destination:
-                await asyncio.to_thread(deliver, workdir, results, destination,
-                                        self.cfg.sftp_key_file)
+                await self._deliver(job.user, job.account, workdir, results, destination)
         except Exception as e:
             await self._move(job_id, JobState.FAILED, f"The results could not be delivered: {e}")
             return
@@ -435,39 +438,82 @@ class JobEngine:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _deliver(self, user: str, account: str, workdir: str, results: list[str],
+                       url: str) -> None:
+        from machines.netguard import resolve_user_host
+
+        host, port, scheme = host_and_port(url)
+        if scheme == "file":
+            await deliver_local(workdir, results, url, account_host(account))
+            return
+        address = await resolve_user_host(host, port, field="destination",
+                                          allow=self.cfg.destination_allow,
+                                          deny=self.cfg.destination_deny)
+        host_key = await self._pinned_key(user, host, port, address) if scheme == "sftp" \
+            else None
+        await asyncio.to_thread(deliver_remote, workdir, results, url, address,
+                                self.cfg.sftp_key_file, host_key)
+
+    async def _pinned_key(self, user: str, host: str, port: int, address: str):
+        """The SFTP server's host key: pinned at this user's first delivery there."""
+        import asyncssh
+
+        from machines.hostkeys import HostKeyStore, user_scope
+
+        store, scope, key_id = HostKeyStore(self.cfg.host_key_dir), user_scope(user), \
+            f"{host}:{port}"
+        pinned = store.load(scope).get(key_id)
+        if pinned:
+            return asyncssh.import_public_key(pinned)
+        key = await asyncio.wait_for(asyncssh.get_server_host_key(address, port), 30)
+        if key is None:
+            raise OSError(f"{host}:{port} offered no SSH host key.")
+        store.pin(scope, key_id, key.export_public_key().decode().strip())
+        return key
+
+    def _owner_uid(self, account: str) -> Optional[int]:
+        if os.geteuid() != 0:
+            return None
+        try:
+            return pwd.getpwnam(account).pw_uid
+        except KeyError:
+            return -1
+
     # ---- logs and results --------------------------------------------------------------------
     async def log_tail(self, user: str, job_id: str, stream: str, offset: int) -> dict:
         if stream not in ("stdout", "stderr"):
             raise Refused({"stream": "The log is stdout or stderr."})
         job = await self.get_job(user, job_id)
         with self.Session() as s:
-            workdir = s.get(JobRow, job_id).workdir
-        path = os.path.join(workdir, f"{stream}.txt")
+            row = s.get(JobRow, job_id)
+            workdir, owner = row.workdir, self._owner_uid(row.account)
 
         def read():
             try:
-                with open(path, "rb") as f:
+                with open_in(workdir, f"{stream}.txt", owner) as f:
                     size = os.fstat(f.fileno()).st_size
                     start = max(0, min(offset, size))
                     f.seek(start)
                     data = f.read(self.cfg.log_tail_bytes)
                     return data.decode(errors="replace"), start + len(data), size
-            except FileNotFoundError:
+            except UnsafeFile:
                 return "", 0, 0
         text, next_offset, size = await asyncio.to_thread(read)
         return {"job": job["id"], "stream": stream, "text": text, "offset": next_offset,
                 "size": size, "state": job["state"]}
 
-    async def result_file(self, user: str, job_id: str, rel: str) -> str:
+    async def result_file(self, user: str, job_id: str, rel: str):
+        """The result, opened for reading (a binary file object the caller closes)."""
         job = await self.get_job(user, job_id)
         if rel not in job["results"]:
             raise NotFound(rel)
         with self.Session() as s:
-            workdir = s.get(JobRow, job_id).workdir
-        real = os.path.realpath(os.path.join(workdir, rel))
-        if not real.startswith(os.path.realpath(workdir) + os.sep):
-            raise NotFound(rel)
-        return real
+            row = s.get(JobRow, job_id)
+            workdir, owner = row.workdir, self._owner_uid(row.account)
+        try:
+            return await asyncio.to_thread(open_in, workdir, rel, owner)
+        except UnsafeFile:
+            raise NotFound(rel) from None
 
     # ---- parameter sets ----------------------------------------------------------------------
     async def saved(self, user: str, app_id: str) -> dict[str, dict]:
@@ -515,6 +561,7 @@ class JobEngine:
         self.db.dispose()
 
 
+HOLDING_MACHINES = (JobState.BOOTING, JobState.BOOTSTRAPPING, JobState.EXECUTING)
 _PASSED = {JobState.BOOTING: "Machines starting.", JobState.BOOTSTRAPPING: "Machines running; "
            "preparing them.", JobState.EXECUTING: "Running.",
            JobState.TERMINATING: "The program ended; giving the machines back."}
@@ -530,13 +577,13 @@ def _transition(r: TransitionRow) -> Transition:
     return Transition(source=r.source, target=r.target, at=at, reason=r.reason or "-")
 
 
-def _make_workdir(workdir: str, account: str) -> None:
-    """The job's folder in the user's home, the account's own."""
-    os.makedirs(workdir, mode=0o700, exist_ok=True)
-    if os.geteuid() == 0:
-        pw = pwd.getpwnam(account)
-        for d in (os.path.dirname(workdir), workdir):
-            shutil.chown(d, pw.pw_uid, pw.pw_gid)
+async def _make_workdir(workdir: str, account: str) -> None:
+    """The job's folder in the user's home, made by the account itself (a link the user put in
+    the way leads nowhere the account could not write anyway)."""
+    result = await account_host(account).run(["mkdir", "-p", "-m", "700", "--", workdir])
+    if result.returncode != 0:
+        raise OSError(f"The job's folder {workdir} could not be made: "
+                      f"{result.stderr.strip()[-300:]}")
 
 
 def _collect(workdir: str, patterns: list[str]) -> list[str]:

@@ -179,3 +179,22 @@ async def test_a_root_service_runs_the_job_as_the_users_account_through_runuser(
     finally:
         await backend.cancel(folder, test_account.name)
     await wait_for(backend, folder, BatchState.CANCELLED)
+
+
+async def test_a_root_service_never_reads_a_control_file_the_job_linked_elsewhere(
+        workdir, test_account, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch accounts")
+    secret = tmp_path / "secret"
+    secret.write_text("the-root-only-secret\n")
+    os.chmod(secret, 0o600)
+    backend = LocalBackend(host=LocalHost("root", "/root", "/usr/bin/python3", allow_root=True),
+                           exec_prefix=["runuser", "-u", "{account}", "--"], kill_grace=1)
+    # the job itself replaces its launcher log with a link to a file only root may read
+    job = make_job(workdir, test_account.name,
+                   ["sh", "-c", 'ln -sf "$1" "$2/launcher.log"; exit 3', "sh", str(secret),
+                    f"{workdir}/.nebulahub/j1"])
+    folder = await backend.submit(job)
+    status = await wait_for(backend, folder, BatchState.FAILED)
+    assert os.path.islink(f"{folder}/launcher.log")
+    assert status.exit_code == 3 and "the-root-only-secret" not in status.reason

@@ -63,6 +63,14 @@ kill -TERM 0 2>/dev/null
 echo "$code" >"$dir/exit.new" && mv -f -- "$dir/exit.new" "$dir/exit"
 """
 
+# "path:line" for every line of every given file that is a regular file (never a link's target)
+READ_CONTROL_FILES = r"""
+for f in "$@"; do
+  dd if="$f" iflag=nofollow status=none 2>/dev/null |
+    while IFS= read -r line || [ -n "$line" ]; do printf '%s:%s\n' "$f" "$line"; done
+done
+"""
+
 CONTROL_FILES = ("pid", "exit", "cancelled", "timed_out", "launcher.log")
 
 
@@ -140,7 +148,10 @@ class LocalBackend(Backend):
         """Every control file of every folder in one ``grep`` (missing ones are skipped)."""
         paths = {f"{folder}/{name}": (folder, name) for folder in folders
                  for name in CONTROL_FILES}
-        result = await self._call(["grep", "-s", "-H", "", "--", *paths], check=False)
+        # read without following a link: the folder is the job account's, the reader may be
+        # root, and a launcher.log linked to another file would reach the user in a reason
+        result = await self._call(["sh", "-c", READ_CONTROL_FILES, "nebulahub-read", *paths],
+                                  check=False)
         if result.returncode not in (0, 1, 2):
             raise BackendError(f"Reading the jobs' control files failed: {result.stderr[-300:]}")
         found: dict[str, dict[str, str]] = {folder: {} for folder in folders}

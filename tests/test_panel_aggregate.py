@@ -145,5 +145,8 @@ def test_two_tabs_plotting_one_file_share_its_columns(tmp_path):
     report = json.loads(out.stdout.strip().splitlines()[-1])
     plotted = rows * 2 * 8  # the two plotted float64 columns
     assert report["rows"] == rows, report
-    assert report["first"] - report["page"] <= 1.2 * plotted, report  # the columns once (mapped), no copies
+    one_column = rows * 8
+    # the columns once (mapped), and less than one copy of any column on top: a tab's own figure and
+    # image vary by a few MB from run to run (measured 37-42 MB here for 32 MB of columns)
+    assert report["first"] - report["page"] <= plotted + 0.75 * one_column, report
     assert report["second"] - report["page"] <= 0.2 * plotted, report  # the second tab maps the same pages

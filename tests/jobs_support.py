@@ -24,8 +24,7 @@ def jobs_config(homes: str, local_accounts, db_url: str, extra: str = "") -> str
         c.JobsService.poll_interval = 0.5
         c.JobsService.max_live_jobs = 3
         c.OpenNebulaSpawner.provider = "local"
-        {extra}
-    """)
+    """) + textwrap.dedent(extra)
 
 
 def make_user(hub, name, local_accounts, homes):

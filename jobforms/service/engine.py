@@ -61,6 +61,7 @@ class JobEngine:
         self.db, self.Session = open_store(config.db_url)
         self.listeners: dict[str, set[asyncio.Queue]] = defaultdict(set)
         self._loop_task: Optional[asyncio.Task] = None
+        self._wake = asyncio.Event()  # a job was just handed over: look at once
         self._tasks: set[asyncio.Task] = set()
 
     # ---- backends ----------------------------------------------------------------------------
@@ -243,6 +244,7 @@ class JobEngine:
             cancel = row.cancel_requested
             s.commit()
         log.info("Job %s of %s submitted to %s as %s", job_id, user, job.backend, backend_id)
+        self._wake.set()
         if cancel:  # the user cancelled while it was being submitted
             await self.backends[job.backend].cancel(backend_id, account)
 
@@ -291,7 +293,11 @@ class JobEngine:
                 await self.poll_once()
             except Exception:  # the loop outlives any one failure
                 log.exception("Watching jobs failed")
-            await asyncio.sleep(self.cfg.poll_interval)
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.cfg.poll_interval)
+            except asyncio.TimeoutError:
+                pass
+            self._wake.clear()
 
     async def poll_once(self) -> None:
         def live():

@@ -25,7 +25,7 @@ from .client import JobsClient, ServiceRefused, ServiceUnavailable
 
 LOG_REFRESH = 2.0  # seconds between two looks at a live job's output
 LOG_KEEP = 200_000  # characters of output a card keeps (the newest)
-PAGE_SIZE = 20  # cards drawn at first and per "Show more"
+PAGE_SIZE = 10  # cards drawn at first and per "Show more" (a screenful and a bit)
 PLOTTABLE = (".txt", ".dat", ".csv", ".tsv", ".tab", ".out", ".parquet", ".pq", ".h5", ".hdf5",
              ".hdf", ".root")  # what the plotting app opens
 JOB_ID = re.compile(r"^[0-9a-f]{1,32}$")
@@ -86,24 +86,18 @@ class JobCard(pn.viewable.Viewer):
             pn.widgets.Button.from_param(self.param.cancel, width=80, color="danger",
                                          visible=live),
             pn.widgets.Button.from_param(self.param.again, width=100), margin=(0, 0))
-        self._log = None  # made when first opened (a list of many jobs stays light)
-        self._log_area = pn.Column(sizing_mode="stretch_width", margin=0)
-        self._page = pn.Column(
-            self.summary, buttons,
-            pn.pane.HTML(self.param.message, visible=self.param.message.rx.bool(),
-                         css_classes=["nh-job-message"], styles={"color": "#b02a37"}),
-            self._log_area,
-            css_classes=["nh-job", f"nh-job-{job['id']}"], styles=CARD_STYLE,
-            sizing_mode="stretch_width", margin=(4, 0))
+        self._log = None  # made when first opened: a list of many jobs stays light
+        self._page = pn.Column(self.summary, buttons, css_classes=["nh-job", f"nh-job-{job['id']}"],
+                               styles=CARD_STYLE, sizing_mode="stretch_width", margin=(4, 0))
 
     def __panel__(self):
         return self._page
 
     # ---- the job changed -----------------------------------------------------------------------
-    @param.depends("job", watch=True)
+    @param.depends("job", "message", watch=True)
     def _redraw(self) -> None:
         self.summary.object = self._summary()
-        if self.log_open and self._log_task is None:
+        if self.log_open and self._log_task is None and is_live(self.job):
             self._start_log()
 
     def _summary(self) -> str:
@@ -133,6 +127,8 @@ class JobCard(pn.viewable.Viewer):
                     item += text.html_format(" <span style='color:#666'>(~/{})</span>", at_home)
                 items.append(item)
             lines.append("<div class='nh-results'>Results: " + " · ".join(items) + "</div>")
+        if self.message:
+            lines.append(f"<div class='nh-job-message' style='color:#b02a37'>{self.message}</div>")
         return "".join(lines)
 
     # ---- actions -------------------------------------------------------------------------------
@@ -152,7 +148,8 @@ class JobCard(pn.viewable.Viewer):
     def _toggle_log(self) -> None:
         if not self.log_open:
             self._stop_log()
-            self._log_area.objects = []
+            if self._log is not None and self._log in self._page.objects:
+                self._page.remove(self._log)
             return
         if self._log is None:
             if self.job.get("state") == JobState.FAILED.value:
@@ -162,7 +159,7 @@ class JobCard(pn.viewable.Viewer):
                 pn.pane.HTML(self.param.log_text, css_classes=["nh-log"], styles=LOG_STYLE,
                              sizing_mode="stretch_width"),
                 sizing_mode="stretch_width", margin=0)
-        self._log_area.objects = [self._log]
+        self._page.append(self._log)
         self._start_log()
 
     @param.depends("stream", watch=True)

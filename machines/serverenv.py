@@ -36,7 +36,7 @@ def wanted(python: str = SYSTEM_PYTHON) -> dict:
     """What the environment must hold: dependency and code fingerprints."""
     version = subprocess.run([python, "-c", "import sys; print(sys.version)"],
                              capture_output=True, text=True, check=True).stdout.strip()
-    deps = _digest([PROJECT / "setup.cfg", PROJECT / "pyproject.toml"])
+    deps = _digest([PROJECT / "setup.cfg", PROJECT / "pyproject.toml", *(PROJECT / "jupyter-config").glob("*")])
     code = _digest([p for pkg in PACKAGES for p in (PROJECT / pkg).rglob("*")
                     if p.is_file() and "__pycache__" not in p.parts])
     return {"python": version, "deps": deps, "code": code}

@@ -148,6 +148,22 @@ class JobsClient:
         return await self._call("GET", f"jobs/{_segment(job_id)}/log",
                                 params={"stream": stream, "offset": str(offset)})
 
+    async def result(self, job_id: str, path: str) -> AsyncIterator[bytes]:
+        """A result file's bytes, in chunks (no limit on its size: it is streamed)."""
+        url = (self.base + f"jobs/{_segment(job_id)}/results/"
+               + "/".join(_segment(p) for p in path.split("/")))
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=15, sock_read=120)
+        try:
+            async with self._http().get(url, timeout=timeout, allow_redirects=False) as r:
+                if r.status == 404:
+                    raise ServiceRefused(404, f"The service has no result {path!r}.")
+                if r.status != 200:
+                    raise ServiceUnavailable(_refused_status(r.status, await _json(r)))
+                async for chunk in r.content.iter_chunked(1 << 20):
+                    yield chunk
+        except (aiohttp.ClientError, asyncio.TimeoutError) as e:
+            raise ServiceUnavailable(_unreachable(e)) from None
+
     async def clone(self, job_id: str) -> dict:
         """``{"app", "values", "changed": {field: {"default", "value"}}, "clone_of"}``."""
         return await self._call("GET", f"jobs/{_segment(job_id)}/clone")

@@ -21,7 +21,8 @@ PROJECT = Path(__file__).resolve().parent.parent
 SYSTEM_PYTHON = "/usr/bin/python3"
 DEFAULT_PATH = "/var/lib/nebulahub/server-env"
 STAMP = ".nebulahub-server-env.json"
-PACKAGES = ("machines", "spawner", "opennebula", "panel_apps", "jobforms", "nebulahub")
+PACKAGES = ("machines", "spawner", "opennebula", "panel_apps", "jobforms", "nebulahub",
+            "dask_clusters")
 
 
 def _digest(paths) -> str:

@@ -74,6 +74,16 @@ def lines(x: np.ndarray, y: np.ndarray, grid: Grid, c: np.ndarray | None = None)
 
 def numpy_points(x: np.ndarray, y: np.ndarray, grid: Grid, c: np.ndarray | None = None):
     """Datashader's points aggregation in numpy, chunk by chunk (no JIT, bounded memory)."""
+    counts, sums = numpy_point_sums(x, y, grid, c)
+    if sums is None:
+        return counts, None
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return counts, sums / counts
+
+
+def numpy_point_sums(x: np.ndarray, y: np.ndarray, grid: Grid, c: np.ndarray | None = None):
+    """(count per pixel, sum of ``c`` per pixel or None), in numpy: what a mean is made of, and
+    what parts of a table aggregated apart (on Dask workers) add up to."""
     w, h = grid.width, grid.height
     sx, tx = _scale_translate(grid.x_range, w, grid.logx)
     sy, ty = _scale_translate(grid.y_range, h, grid.logy)
@@ -94,11 +104,49 @@ def numpy_points(x: np.ndarray, y: np.ndarray, grid: Grid, c: np.ndarray | None 
             counts += np.bincount(flat, minlength=w * h)
             if sums is not None:
                 sums += np.bincount(flat, weights=cs[keep], minlength=w * h)
-    counts = counts.reshape(h, w)
-    if sums is None:
-        return counts, None
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return counts, (sums.reshape(h, w) / counts)
+    return counts.reshape(h, w), (sums.reshape(h, w) if sums is not None else None)
+
+
+def point_sums(x: np.ndarray, y: np.ndarray, grid: Grid, c: np.ndarray | None = None):
+    """:func:`numpy_point_sums` with Datashader's kernels once this process has compiled them
+    (the same counts; sums in Datashader's order of addition)."""
+    key = kernel_key("points-sum", c is not None, grid, [x, y] + ([c] if c is not None else []))
+    if not datashader_ready(key):
+        return numpy_point_sums(x, y, grid, c)
+    return _datashader_sums(x, y, grid, c)
+
+
+def _datashader_sums(x, y, grid: Grid, c):
+    import datashader as ds
+    import pandas as pd
+    frame = pd.DataFrame({"x": x, "y": y, **({"c": c} if c is not None else {})}, copy=False)
+    canvas = _canvas(grid)
+    with DATASHADER_LOCK:
+        counts = canvas.points(frame, "x", "y", agg=ds.count("c") if c is not None else ds.count()).values
+        sums = canvas.points(frame, "x", "y", agg=ds.sum("c")).values if c is not None else None
+    _READY.add(kernel_key("points-sum", c is not None, grid, [x, y] + ([c] if c is not None else [])))
+    return counts.astype(np.int64), (np.nan_to_num(sums, nan=0.0) if sums is not None else None)
+
+
+def warm_up_sums() -> None:
+    """Compile the kernels :func:`point_sums` uses (a Dask worker runs this after its first frame)."""
+    for readonly in (True, False):
+        arrays = [np.linspace(1.0, 2.0, 64) for _ in range(3)]
+        for a in arrays:
+            a.flags.writeable = not readonly
+        for logx, logy in ((False, False), (True, False), (False, True), (True, True)):
+            for colour in (None, arrays[2]):
+                try:
+                    _datashader_sums(arrays[0], arrays[1], Grid(8, 8, (1.0, 2.0), (1.0, 2.0), logx, logy), colour)
+                except Exception:  # a kernel that does not compile is compiled (or fails) when used
+                    log.exception("Datashader warm-up failed for sums %s", (logx, logy))
+
+
+def _canvas(grid: Grid):
+    import datashader as ds
+    return ds.Canvas(plot_width=grid.width, plot_height=grid.height, x_range=tuple(map(float, grid.x_range)),
+                     y_range=tuple(map(float, grid.y_range)), x_axis_type="log" if grid.logx else "linear",
+                     y_axis_type="log" if grid.logy else "linear")
 
 
 def _scale_translate(bounds, n: int, log: bool) -> tuple[float, float]:

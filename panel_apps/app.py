@@ -31,6 +31,7 @@ import panel as pn
 import param
 
 from panel_apps import render, text
+from panel_apps.cluster import COMPUTE_CHOICES, draw_on_cluster
 from panel_apps.config import PlotAppConfig
 from panel_apps.controls import DELIMITERS, ColumnNames, Exports, Extras, FileChoice
 from panel_apps.dataset import DataSource
@@ -70,6 +71,8 @@ class PlotApp(pn.viewable.Viewer):
     mode_text = param.String(default="", doc="Markdown: how the plot is drawn, and of how many rows.")
     view_text = param.String(default="", doc="Markdown: ranges and rows of a rasterized view.")
     drawing = param.Boolean(default=False, doc="A plot is being prepared: the plot area shows it is loading.")
+    compute = param.Selector(default="auto", objects=COMPUTE_CHOICES, label="Compute on",
+                             doc="Where big rasterized plots are aggregated: the user's Dask cluster or this server.")
 
     def __init__(self, config: PlotAppConfig | None = None, **params):
         config = config or PlotAppConfig()
@@ -84,6 +87,8 @@ class PlotApp(pn.viewable.Viewer):
         self.raster: render.RasterFigure | None = None
         self._first_look_of = None  # which file and choices the first-look figure shows
         self.range_stream = None
+        self.cluster_view = None  # the plot's frames come from the Dask cluster (panel_apps.cluster)
+        self.cluster_note = ""  # why a plot asked of the Dask cluster is drawn here instead
         self._plots_started = 0  # replots run concurrently: only the latest one draws
         self._plots_settled = 0  # ... and exports wait until it has (see _plot_pending)
         self.plot_area = pn.Column(css_classes=["nh-plot"], loading=self.param.drawing)
@@ -102,7 +107,8 @@ class PlotApp(pn.viewable.Viewer):
                      "height": {"type": pn.widgets.IntInput, "step": 50}, "bins": pn.widgets.IntInput})
         sidebar = pn.Column(
             pn.Card(self.files, title="1. Choose a file", collapsible=False),
-            pn.Card(spec_widgets, title="3. Plot", collapsible=False),
+            pn.Card(spec_widgets, pn.widgets.RadioButtonGroup.from_param(self.param.compute, name="Compute on"),
+                    title="3. Plot", collapsible=False),
             pn.Card(self.extras, title="Derived columns and filters", collapsed=True),
             pn.Card(self.exports, title="Save and export", collapsible=False),
             width=340)
@@ -352,6 +358,8 @@ class PlotApp(pn.viewable.Viewer):
             if ticket != self._plots_started or spec.x is None or (spec.needs_y() and spec.y is None):
                 return  # superseded before it began, or nothing to plot yet
             self.error = ""  # the latest change speaks for the plot now
+            if await draw_on_cluster(self, spec, ticket):  # drawn by the Dask cluster (or superseded)
+                return
             frame = await self._prepare_table(self.source, spec)
             if ticket == self._plots_started:  # else the student changed the plot meanwhile: the newer one draws
                 self._draw(frame, spec)
@@ -389,8 +397,10 @@ class PlotApp(pn.viewable.Viewer):
                              f"{self.config.standard_max_rows:,}). Choose 'rasterized' or 'auto', or add a filter.")
         settings = plot_settings(spec, mode)  # what is drawn below, and what 'Open as notebook' writes
         hidden = render.log_hidden_rows(frame, settings)
-        self.notice = f"{hidden:,} of {n:,} rows have values ≤ 0 and cannot be shown on a log axis." if hidden else ""
+        self.notice = " ".join(t for t in (self.cluster_note, f"{hidden:,} of {n:,} rows have values ≤ 0 and cannot "
+                                           "be shown on a log axis." if hidden else "") if t)
         self.frame, self.drawn, self.mode, self.raster, self.range_stream = frame, spec, mode, None, None
+        self.cluster_view = None
         self.view_text = ""
         if settings["method"] == "hist":
             self.mode_text = f"**Histogram** (all {n:,} rows binned)"
@@ -414,6 +424,18 @@ class PlotApp(pn.viewable.Viewer):
             text.paragraph("{:,} bad lines were skipped (reader option 'Skip bad lines').", skipped) if skipped else "")
         if settings["rasterize"]:
             render.start_warm_up()  # Datashader compiles for the next frames; this one did not wait for it
+
+    def show_raster(self, spec: PlotSpec, settings: dict, raster: render.RasterFigure, view) -> None:
+        """Show a rasterized figure whose frames come from elsewhere (the Dask cluster: ``view``)."""
+        self.frame, self.drawn, self.mode, self.raster, self.range_stream = None, spec, RASTERIZED, raster, None
+        self.cluster_view, self.view_text, self._first_look_of = view, "", None
+        self.plot_area.objects = [pn.pane.Bokeh(raster.figure)]
+        self.exports.ready = True
+        self.status = text.paragraph("Plotted {} of {}.", spec.kind, self.source.path.name)
+
+    @param.depends("compute", watch=True)
+    def _compute_changed(self) -> None:
+        self._redraw()
 
     def _show_view(self, agg: render.Aggregate) -> None:
         (x0, x1), (y0, y1) = agg.x_range, agg.y_range
@@ -496,14 +518,16 @@ class PlotApp(pn.viewable.Viewer):
 
     def png_file(self):
         """'Download PNG': the view on screen, drawn on the server from all rows (None: see the error area)."""
-        if self.frame is None:
+        if self.frame is None and self.cluster_view is None:
             self._show_error("Make a plot first.")
             return None
         if self._plot_pending():  # the frame on hand belongs to the previous choices
             self._show_error("The plot is still being drawn; press 'Download PNG' again in a moment.")
             return None
         from panel_apps.export import view_png
-        png = self._guard(view_png, self.frame, plot_settings(self.drawn, RASTERIZED), *self.current_ranges())
+        aggregator = self.cluster_view.aggregate if self.cluster_view is not None else render.aggregate
+        png = self._guard(partial(view_png, aggregator=aggregator), self.frame, plot_settings(self.drawn, RASTERIZED),
+                          *self.current_ranges())
         return io.BytesIO(png) if png else None
 
     def config_file(self):

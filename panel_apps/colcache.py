@@ -83,11 +83,13 @@ class CachedColumns:
     """
 
     def __init__(self, folder_fd: int, files: dict[str, str], rows: int, stats: dict[str, ColumnStats],
-                 skipped_lines: int = 0, partial: bool = False, path: Path | None = None):
+                 skipped_lines: int = 0, partial: bool = False, path: Path | None = None,
+                 identity: dict | None = None):
         self._fd = folder_fd
         self._finalizer = weakref.finalize(self, os.close, folder_fd)
         self.files, self.rows, self.stats = files, rows, stats
         self.skipped_lines, self.partial, self.path = skipped_lines, partial, path
+        self.identity = identity  # the source it records (a Dask worker opens the entry by it)
         self._mapped: dict[str, np.ndarray] = {}
         self._lock = threading.Lock()
 
@@ -159,7 +161,7 @@ def open_entry(entry: Path, identity: dict) -> CachedColumns | None:
             if shared is None:
                 shared = CachedColumns(fd, files, int(meta["rows"]),
                                        {n: ColumnStats(**v) for n, v in meta["stats"].items()},
-                                       int(meta.get("skipped_lines", 0)), path=Path(entry))
+                                       int(meta.get("skipped_lines", 0)), path=Path(entry), identity=identity)
                 keep_fd = True
                 _OPEN[key] = shared
             return shared

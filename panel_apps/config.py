@@ -15,6 +15,8 @@ NEBULAHUB_CACHE_DIR                columnar cache (default ~/.cache/nebulahub/pl
                                    each user converts into a private 0700 subfolder named after them
 NEBULAHUB_FORMULA_TIMEOUT          seconds a plot may take to prepare (default 20)
 NEBULAHUB_MAX_READ_BYTES           memory one session may fill with columns (default 1/4 of RAM)
+NEBULAHUB_CLUSTER_ROWS             rows from which "Automatic" draws on the user's Dask cluster
+                                   (default 50000000; 0: only when the student picks it)
 =================================  ==============================================================
 """
 from __future__ import annotations
@@ -75,6 +77,17 @@ class PlotAppConfig(Configurable):
         "take before the student gets a message instead. The work runs in a worker thread, so the page "
         "and other sessions stay responsive meanwhile (env NEBULAHUB_FORMULA_TIMEOUT, default 20).",
     ).tag(config=True)
+
+    cluster_rows = Integer(
+        help="Rows from which a rasterized scatter plot or 2-D histogram of a converted file is aggregated on "
+        "the user's Dask cluster (dask_clusters: the admin's backend, limits and settings in "
+        "/etc/nebulahub/dask.py) when 'Compute on' is 'Automatic'; students may also pick 'Dask cluster' "
+        "for any size. 0: only when picked (env NEBULAHUB_CLUSTER_ROWS, default 50000000).",
+    ).tag(config=True)
+
+    @default("cluster_rows")
+    def _default_cluster_rows(self):
+        return _env_int("NEBULAHUB_CLUSTER_ROWS", 50_000_000)
 
     @default("data_roots")
     def _default_roots(self):

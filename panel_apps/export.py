@@ -26,11 +26,12 @@ from .settings import hvplot_keywords, plot_settings
 from .spec import FileColumns, check_reader
 
 
-def view_png(frame: pd.DataFrame, settings: dict, x_range=None, y_range=None) -> bytes:
+def view_png(frame: pd.DataFrame | None, settings: dict, x_range=None, y_range=None, aggregator=aggregate) -> bytes:
     """PNG bytes of the plot's width x height pixels showing the given (or full) ranges.
 
     ``settings`` are those of a histogram or of a rasterized view: the PNG is always drawn on the
-    server from all rows (``plot_settings(spec, RASTERIZED)`` for a scatter or line plot).
+    server from all rows (``plot_settings(spec, RASTERIZED)`` for a scatter or line plot), by
+    ``aggregator`` (the Dask cluster's, for a plot drawn there: then ``frame`` may be None).
     """
     opts = settings["options"]
     w, h = opts["width"], opts["height"]
@@ -40,7 +41,7 @@ def view_png(frame: pd.DataFrame, settings: dict, x_range=None, y_range=None) ->
         x_range = x_range or column_range(frame, settings["x"], opts["logx"])
         y_range = y_range or column_range(frame, settings["y"], opts["logy"])
         size = (settings["bins"], settings["bins"]) if settings["bins"] else (w, h)
-        agg = aggregate(frame, settings, x_range, y_range, *size)
+        agg = aggregator(frame, settings, x_range, y_range, *size)
         img = shade_image(agg.image, settings)
         if img.size != (w, h):
             img = img.resize((w, h), Image.NEAREST)

@@ -36,8 +36,9 @@ from . import aggregate as engine
 from . import text
 from .settings import PALETTE_STEPS, RASTERIZED, STANDARD, hvplot_keywords
 
-__all__ = ["RASTERIZED", "STANDARD", "Aggregate", "RasterFigure", "aggregate", "choose_mode", "histogram",
-           "histogram_bins", "log_hidden_rows", "palette", "shade_image", "standard_plot", "start_warm_up"]
+__all__ = ["RASTERIZED", "STANDARD", "Aggregate", "RasterFigure", "aggregate", "choose_mode", "finish", "grid_of",
+           "histogram", "histogram_bins", "log_hidden_rows", "padded", "palette", "shade_image", "standard_plot",
+           "start_warm_up"]
 _MARGIN_X, _MARGIN_Y = 70, 60  # room Bokeh takes for axes/title, so one pixel is one bin
 _COLOUR_BAR_WIDTH = 90  # the colour bar and its labels, right of the plot
 
@@ -81,7 +82,7 @@ def column_range(frame: pd.DataFrame, column: str, log: bool) -> tuple[float, fl
         lo, hi = (stats.lo_positive if log else stats.lo), stats.hi
         if math.isnan(lo) or math.isnan(hi) or (log and hi <= 0):
             raise ValueError("no finite values" + (" above zero for the log axis" if log else ""))
-        return _padded(lo, hi, log)
+        return padded(lo, hi, log)
     return data_range(frame[column].to_numpy(), log)
 
 
@@ -93,10 +94,10 @@ def data_range(values: np.ndarray, log: bool) -> tuple[float, float]:
             raise ValueError("no finite values" + (" above zero for the log axis" if log else ""))
         lo = float(np.min(values, where=keep, initial=np.inf))
         hi = float(np.max(values, where=keep, initial=-np.inf))
-    return _padded(lo, hi, log)
+    return padded(lo, hi, log)
 
 
-def _padded(lo: float, hi: float, log: bool) -> tuple[float, float]:
+def padded(lo: float, hi: float, log: bool) -> tuple[float, float]:
     if log:
         llo, lhi = math.log10(lo), math.log10(hi)
         pad = (lhi - llo) * 0.02 or 0.5
@@ -121,15 +122,27 @@ def aggregate(frame: pd.DataFrame, settings: dict, x_range, y_range, width: int,
 
     Never waits for a compiler: see :mod:`panel_apps.aggregate`.
     """
-    opts = settings["options"]
-    grid = engine.Grid(max(1, int(width)), max(1, int(height)), tuple(map(float, x_range)), tuple(map(float, y_range)),
-                       bool(opts["logx"]), bool(opts["logy"]))
+    grid = grid_of(settings, x_range, y_range, width, height)
     mean = settings["aggregator"] == "mean"
     x, y = _floats(frame, settings["x"]), _floats(frame, settings["y"])
     c = _floats(frame, settings["c"]) if mean else None
     line = settings["method"] == "line"
     counts, means = (engine.lines if line else engine.points)(x, y, grid, c)
     rows = int(counts.sum()) if not line else _rows_inside(x, y, x_range, y_range)
+    return finish(counts, means, rows, settings, x_range, y_range)
+
+
+def grid_of(settings: dict, x_range, y_range, width: int, height: int) -> engine.Grid:
+    """Where the pixels of a frame are, from the settings' log axes."""
+    opts = settings["options"]
+    return engine.Grid(max(1, int(width)), max(1, int(height)), tuple(map(float, x_range)), tuple(map(float, y_range)),
+                       bool(opts["logx"]), bool(opts["logy"]))
+
+
+def finish(counts: np.ndarray, means: np.ndarray | None, rows: int, settings: dict, x_range, y_range) -> Aggregate:
+    """The frame shown from counts (and means) however they were aggregated (here or on Dask workers):
+    marker spread, empty pixels transparent."""
+    mean = settings["aggregator"] == "mean"
     image = means if mean else counts.astype(np.float64)
     if settings["spread"]:
         image = engine.spread(image, engine.marker_mask(settings.get("marker", "circle"), settings["spread"]),
@@ -186,13 +199,18 @@ class RasterFigure:
     ``on_update(aggregate)`` is called after each new frame (the app shows what is in view).
     """
 
-    def __init__(self, frame: pd.DataFrame, settings: dict, on_update: Callable[[Aggregate], None] | None = None):
+    def __init__(self, frame: pd.DataFrame | None, settings: dict, on_update: Callable[[Aggregate], None] | None = None,
+                 *, aggregator: Callable[..., Aggregate] | None = None, extent=None):
+        """``aggregator(frame, settings, x_range, y_range, width, height)`` makes each frame (default:
+        :func:`aggregate`, in this process); ``extent`` ``(x_range, y_range)`` is the first view when the
+        table is not at hand (aggregated elsewhere), else it comes from the table."""
         self.frame, self.settings, self.on_update = frame, settings, on_update
+        self.aggregator = aggregator or aggregate
         opts = settings["options"]
         self.logx, self.logy = opts["logx"], opts["logy"]
         self.bins = (settings["bins"], settings["bins"]) if settings["bins"] else None
-        x0 = column_range(frame, settings["x"], self.logx)
-        y0 = column_range(frame, settings["y"], self.logy)
+        x0, y0 = extent if extent is not None else (column_range(frame, settings["x"], self.logx),
+                                                     column_range(frame, settings["y"], self.logy))
         self.source = ColumnDataSource({"image": [], "x": [], "y": [], "dw": [], "dh": []})
         fig = figure(width=opts["width"], height=opts["height"], title=text.shown_title(opts["title"]) or None,
                      x_axis_type="log" if self.logx else "linear", y_axis_type="log" if self.logy else "linear",
@@ -247,7 +265,7 @@ class RasterFigure:
 
     def render(self, x_range, y_range) -> Aggregate:
         """Aggregate the given ranges and push the image to the browser."""
-        agg = aggregate(self.frame, self.settings, x_range, y_range, *self.canvas_size())
+        agg = self.aggregator(self.frame, self.settings, x_range, y_range, *self.canvas_size())
         (xa, xb), (ya, yb) = agg.x_range, agg.y_range
         self.source.data = {"image": [agg.image], "x": [xa], "y": [ya], "dw": [xb - xa], "dh": [yb - ya]}
         self.last = agg

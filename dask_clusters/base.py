@@ -177,6 +177,7 @@ class ClusterManager:
         self.closed_because: str | None = None
         self.adaptive_bounds: tuple[int, int] | None = None
         self._client = None
+        self.client_is_default = False   # dask's .compute() in this process uses the cluster
         self._reaper: subprocess.Popen | None = None
         self._lock = threading.RLock()
 
@@ -359,7 +360,7 @@ class ClusterManager:
                 from distributed import Client
 
                 self._client = Client(self.cluster, security=self.cluster.security,
-                                      set_as_default=False)
+                                      set_as_default=self.client_is_default)
             return self._client
 
     @property

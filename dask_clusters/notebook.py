@@ -4,7 +4,8 @@
 
     from dask_clusters import get_cluster
     cluster = get_cluster()          # adaptive between the admin's bounds, within your limits
-    client = cluster.client          # a distributed.Client (TLS when the admin keeps it on)
+    client = cluster.client          # a distributed.Client (TLS when the admin keeps it on);
+                                     # from then on .compute() runs on the cluster
     cluster                          # shows workers, the dashboard link, what happened to jobs
     cluster.scale(2)                 # or hold two workers; beyond your limits: a sentence
     cluster.close()                  # or let it close when idle / when your server stops
@@ -32,6 +33,10 @@ class NebulaCluster:
 
     @property
     def client(self):
+        """The cluster's ``distributed.Client``; from the first use on, ``.compute()`` of any dask
+        collection in this kernel runs on the cluster (until it closes)."""
+        # the process's default client (a notebook kernel's; the plotting app uses the manager's)
+        self.manager.client_is_default = True
         return self.manager.client
 
     @property
@@ -55,7 +60,7 @@ class NebulaCluster:
         self.manager.wait_for_workers(n, timeout)
 
     def close(self) -> None:
-        self.manager.close("you closed it")
+        self.manager.close("you closed it")   # its client stops being the default
 
     @property
     def running(self) -> bool:

@@ -203,3 +203,45 @@ def test_every_setting_is_documented_and_the_values_in_force_are_shown(tmp_path)
     assert f"# from {settings}" in shown
     assert "c.DaskClusters.backend = 'htcondor'" in shown and "c.DaskClusters.user_max_workers = 6" in shown
     assert "c.DaskClusters.adapt_cooldown = 60.0" in shown
+
+
+def readme_example() -> str:
+    """The notebook example of the README (the python block after its marker)."""
+    text = (PROJECT / "README.md").read_text()
+    after = text.split("<!-- dask-notebook-example", 1)[1]
+    block = after.split("```python\n", 1)[1].split("```", 1)[0]
+    return "\n".join(line[2:] if line.startswith("  ") else line for line in block.splitlines())
+
+
+def test_the_readmes_notebook_example_runs_on_the_cluster(user):
+    user.settings(**LOCAL, adapt_interval=0.5)
+    user.write("example.py", readme_example())
+    prefix = f"/user/{user.account.name}/"
+    lines = user.run("""
+    import contextlib, io
+    import dask
+    from dask.callbacks import Callback
+
+    class Local(Callback):   # dask's own schedulers call it; the cluster's never does
+        runs = 0
+        def _start(self, dsk):
+            Local.runs += 1
+
+    out, names = io.StringIO(), {}
+    with Local(), contextlib.redirect_stdout(out):
+        exec(compile(open(os.path.expanduser("~/example.py")).read(), "README", "exec"), names)
+        on_cluster = Local.runs
+        after = names["x"].sum().compute()   # closed: back to dask's own scheduler
+    report(step="ran", out=out.getvalue().splitlines(), on_cluster=on_cluster, after_close=Local.runs,
+           closed=names["cluster"].manager.closed_because)
+    """, timeout=120, JUPYTERHUB_SERVICE_PREFIX=prefix)
+    ran = next(line for line in lines if line["step"] == "ran")
+    out = ran["out"]
+    assert out[0].startswith(f"{prefix}proxy/") and out[0].endswith("/status"), out
+    assert out[1] == "0.5", out
+    assert out[2].startswith("Dask cluster on processes in your server: 2 of 2 workers ready"), out
+    assert any(line.startswith("Dashboard: " + prefix) for line in out), out
+    assert ran["on_cluster"] == 0, "the example's .compute() ran on the cluster, not in the kernel"
+    assert ran["after_close"] == 1 and ran["closed"] == "you closed it"
+    wait_until(lambda: not processes_of(user.account.name), 30,
+               lambda: f"no worker is left running (left: {processes_of(user.account.name)})")

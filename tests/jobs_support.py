@@ -27,6 +27,36 @@ def jobs_config(homes: str, local_accounts, db_url: str, extra: str = "") -> str
     """) + textwrap.dedent(extra)
 
 
+def servers_with_jobs_config(server_homes, job_homes, local_accounts, db_url: str) -> str:
+    """A hub whose users' servers run with the local provider (homes under ``server_homes``) and
+    reach the jobs service through their tunnel, as the shipped config sets it up; jobs run in
+    ``job_homes`` (the same folder as ``server_homes`` in the demo; apart, as with volumes)."""
+    from jobforms.service import NAME
+
+    return textwrap.dedent(f"""
+        c.OpenNebulaSpawner.provider = "local"
+        c.LocalProvider.home_root = "{server_homes}/{{username}}"
+        from jobforms.service import managed_service
+        jobs, jobs_roles = managed_service(__file__)
+        c.JupyterHub.services.append(jobs)
+        c.JupyterHub.load_roles.extend(jobs_roles)
+        c.OpenNebulaSpawner.service_urls = {{"{NAME}": f"{{jobs['url']}}/services/{NAME}/"}}
+        c.JobsService.db_url = "{db_url}"
+        c.JobsService.account_template = "{local_accounts.prefix}{{username}}"
+        c.JobsService.home_template = "{job_homes}/{{username}}"
+        c.JobsService.job_env = {{"PATH": "{local_accounts.python_env}/bin:/usr/bin:/bin"}}
+        c.JobsService.poll_interval = 0.5
+    """) + local_accounts.config
+
+
+def wait_for_service(hub, timeout: float = 60) -> None:
+    """Until the hub-managed jobs service answers (503 while it starts)."""
+    deadline = time.monotonic() + timeout
+    while requests.get(f"{hub.url}{SERVICE}/api/apps", timeout=5).status_code == 503:
+        assert time.monotonic() < deadline, hub.log()[-3000:]
+        time.sleep(0.5)
+
+
 def make_user(hub, name, local_accounts, homes):
     """A hub user and their own Unix account with a home (as the local provider makes them)."""
     from machines.localusers import ensure_account, prepare_home, unix_name

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ import requests
 
 from tests.browser import chromium_page, hub_login, start_with_profile
 from tests.hubproc import PROJECT, HubProcess
+from tests.jobs_support import servers_with_jobs_config, wait_for_service
 
 
 def in_the_browser(test):
@@ -38,31 +38,17 @@ def hub(tmp_path_factory, shared_tmp, local_accounts):
     homes = Path(shared_tmp) / "jobs-page-homes"
     homes.mkdir(exist_ok=True)
     h = HubProcess(d / "hub", textwrap.dedent(f"""
-        c.OpenNebulaSpawner.provider = "local"
-        c.LocalProvider.home_root = "{homes}/{{username}}"
         c.OpenNebulaSpawner.profiles = [
             {{"slug": "notebook", "name": "Notebook", "default_url": "/lab"}},
             {{"slug": "student", "name": "Student", "default_url": "/nebulahub-plot/"}}]
-        from jobforms.service import managed_service
-        jobs, jobs_roles = managed_service(__file__)
-        c.JupyterHub.services.append(jobs)
-        c.JupyterHub.load_roles.extend(jobs_roles)
-        c.OpenNebulaSpawner.service_urls = {{jobs["name"]: f"{{jobs['url']}}/services/{{jobs['name']}}/"}}
         c.JupyterHub.template_paths = ["{PROJECT}/templates"]
-        c.JobsService.db_url = "sqlite:///{d}/jobs.sqlite"
-        c.JobsService.account_template = "{local_accounts.prefix}{{username}}"
-        c.JobsService.home_template = "{homes}/{{username}}"
-        c.JobsService.job_env = {{"PATH": "{local_accounts.python_env}/bin:/usr/bin:/bin"}}
-        c.JobsService.poll_interval = 0.5
-    """) + local_accounts.config)
+    """) + servers_with_jobs_config(homes, homes, local_accounts, f"sqlite:///{d}/jobs.sqlite"))
     h.start()
     try:
-        deadline = time.monotonic() + 60
-        # the service's own address answers (a redirect to the page) once it runs
-        while requests.get(f"{h.url}/services/nebulahub-jobs/", allow_redirects=False,
-                           timeout=5).status_code != 302:
-            assert time.monotonic() < deadline, h.log()[-3000:]
-            time.sleep(0.5)
+        wait_for_service(h)
+        # the service's own address redirects to the page
+        assert requests.get(f"{h.url}/services/nebulahub-jobs/", allow_redirects=False,
+                            timeout=5).status_code == 302
         yield {"url": h.url, "home": homes / "student", "hub": h}
     finally:
         h.stop()

@@ -11,15 +11,13 @@ result the user changed is never overwritten, one they deleted is not brought ba
 from __future__ import annotations
 
 import os
-import textwrap
 import time
 from pathlib import Path
 
 import pytest
-import requests
 
 from tests.hubproc import HubProcess
-from tests.jobs_support import SERVICE, Api
+from tests.jobs_support import Api, servers_with_jobs_config, wait_for_service
 
 pytestmark = pytest.mark.integration
 
@@ -31,26 +29,11 @@ def hub(tmp_path_factory, shared_tmp, local_accounts):
     kept = Path(shared_tmp) / "results-home-service"  # where the service runs jobs and keeps results
     homes.mkdir(exist_ok=True)
     kept.mkdir(exist_ok=True)
-    h = HubProcess(d / "hub", textwrap.dedent(f"""
-        c.OpenNebulaSpawner.provider = "local"
-        c.LocalProvider.home_root = "{homes}/{{username}}"
-        from jobforms.service import managed_service
-        jobs, jobs_roles = managed_service(__file__)
-        c.JupyterHub.services.append(jobs)
-        c.JupyterHub.load_roles.extend(jobs_roles)
-        c.OpenNebulaSpawner.service_urls = {{jobs["name"]: f"{{jobs['url']}}/services/{{jobs['name']}}/"}}
-        c.JobsService.db_url = "sqlite:///{d}/jobs.sqlite"
-        c.JobsService.account_template = "{local_accounts.prefix}{{username}}"
-        c.JobsService.home_template = "{kept}/{{username}}"
-        c.JobsService.job_env = {{"PATH": "{local_accounts.python_env}/bin:/usr/bin:/bin"}}
-        c.JobsService.poll_interval = 0.5
-    """) + local_accounts.config)
+    h = HubProcess(d / "hub", servers_with_jobs_config(homes, kept, local_accounts,
+                                                       f"sqlite:///{d}/jobs.sqlite"))
     h.start()
     try:
-        deadline = time.monotonic() + 60
-        while requests.get(f"{h.url}{SERVICE}/api/apps", timeout=5).status_code == 503:
-            assert time.monotonic() < deadline, h.log()[-3000:]
-            time.sleep(0.5)
+        wait_for_service(h)
         yield {"hub": h, "homes": homes, "kept": kept}
     finally:
         h.stop()

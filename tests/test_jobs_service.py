@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from tests.hubproc import HubProcess
-from tests.jobs_support import SERVICE, Api, jobs_config, make_user
+from tests.jobs_support import SERVICE, Api, jobs_config, make_user, wait_for_service
 
 pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
@@ -46,10 +46,7 @@ def jobs_hub(tmp_path_factory, homes, local_accounts, slurm, service_key):
         c.JobsService.host_key_dir = "{d}/destination-keys"
     """))
     h.start()
-    deadline = time.monotonic() + 60
-    while requests.get(f"{h.url}{SERVICE}/api/apps", timeout=5).status_code == 503:
-        assert time.monotonic() < deadline, h.log()[-3000:]
-        time.sleep(0.5)
+    wait_for_service(h)
     yield h
     h.stop()
 
@@ -210,10 +207,7 @@ def test_the_jobs_database_can_be_postgresql(tmp_path, homes, local_accounts, po
     h = HubProcess(tmp_path / "hub", jobs_config(homes, local_accounts, postgres.url))
     h.start()
     try:
-        deadline = time.monotonic() + 60
-        while requests.get(f"{h.url}{SERVICE}/api/apps", timeout=5).status_code == 503:
-            assert time.monotonic() < deadline, h.log()[-3000:]
-            time.sleep(0.5)
+        wait_for_service(h)
         token, _ = make_user(h, "pgu", local_accounts, homes)
         api = Api(h, token)
         job = api.submit("hello-test", {"backend": "local"}).json()

@@ -141,9 +141,10 @@ class JobWatch:
         if m.closed_because is not None or cluster is None:
             return
         if self._idle_too_long():
-            minutes = m.settings.idle_timeout / 60
+            seconds = m.settings.idle_timeout
+            idle = f"{seconds / 60:g} minutes" if seconds >= 120 else f"{seconds:g} seconds"
             threading.Thread(target=m.close, daemon=True,
-                             args=(f"nothing was computed for {minutes:g} minutes",)).start()
+                             args=(f"nothing was computed for {idle}",)).start()
             self._stopped = True
             return
         if self.backend is None:  # local processes: the reaper needs their ids

@@ -245,3 +245,28 @@ def test_the_readmes_notebook_example_runs_on_the_cluster(user):
     assert ran["after_close"] == 1 and ran["closed"] == "you closed it"
     wait_until(lambda: not processes_of(user.account.name), 30,
                lambda: f"no worker is left running (left: {processes_of(user.account.name)})")
+
+
+def test_an_idle_cluster_closes_by_itself_and_leaves_no_worker(user):
+    user.settings(**LOCAL, idle_timeout=3.0, poll_interval=0.5)
+    lines = user.run("""
+    from dask_clusters import ClusterUnavailable, get_cluster
+    cluster = get_cluster(1)
+    cluster.wait_for_workers(1, timeout=60)
+    answer = cluster.client.submit(sum, [4, 5]).result()
+    started = time.monotonic()
+    while cluster.running and time.monotonic() - started < 30:
+        time.sleep(0.2)
+    try:
+        cluster.scale(1)
+    except ClusterUnavailable as e:
+        said = str(e)
+    report(step="idle", answer=answer, after=time.monotonic() - started, said=said,
+           again=get_cluster(1).running)   # a later request starts a new one
+    """, timeout=90)
+    idle = next(line for line in lines if line["step"] == "idle")
+    assert idle["answer"] == 9 and 3.0 <= idle["after"] < 10, idle
+    assert idle["said"] == "The cluster was closed (nothing was computed for 3 seconds).", idle
+    assert idle["again"] is True
+    wait_until(lambda: not processes_of(user.account.name), 30,
+               lambda: f"no worker is left running (left: {processes_of(user.account.name)})")

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import enum
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
+
+from opennebula.templates import check_context
 
 
 class OwnerKind(str, enum.Enum):
@@ -43,6 +45,10 @@ class MachineRequest(BaseModel):
     job workers); ``start_id`` is fresh per acquisition and tags the machine before it exists, so
     a sweep never takes a machine being made for an orphan. ``python_env`` is the environment the
     workload will run from, for machines that must be able to read it (the hub's own machine).
+    ``context`` holds extra attributes the machine's contextualization reads (e.g. the job a
+    worker VM serves, the pool it joins): names in upper case, never a secret (the VM's
+    context is readable by anyone who can see the VM). Providers with a VM context
+    (``opennebula``) add them to it; the others have no context and ignore them.
     """
 
     user: str
@@ -52,3 +58,16 @@ class MachineRequest(BaseModel):
     size: MachineSize = Field(default_factory=MachineSize)
     own: OwnMachine | None = None
     python_env: str = ""
+    context: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("context")
+    @classmethod
+    def _no_secrets_in_context(cls, value: dict[str, str]) -> dict[str, str]:
+        return checked_context(value)
+
+
+def checked_context(context: dict[str, str]) -> dict[str, str]:
+    """Context attributes a request may carry, or ValueError saying which one may not (a name
+    that is not an upper-case attribute name, one that looks like a secret, a value holding a
+    private key or an API token)."""
+    return check_context(context)

@@ -19,7 +19,12 @@ terminating
     in the user's home) and every machine is released; a release the cloud refuses is owed
     and retried (``MachineAccess.pending_release_file``).
 
-Everything needed to finish a job lives in one 0600 record per job in :attr:`state_dir`
+With ``pool`` set (HTCondor-pool mode, :mod:`.cloud_pool`), bootstrapping is waiting for the
+machines to join the site's HTCondor pool through their context, and executing is the job in
+that pool, pinned to them; there is no SSH to the machines and no copying.
+
+Every job machine's CONTEXT carries ``NEBULAHUB_JOB_ID``. Everything needed to finish a job
+lives in one 0600 record per job in :attr:`state_dir`
 (machines with sealed keys and pinned host keys, the phase, the outcome): a restarted service
 picks each job up where it was.
 """
@@ -34,7 +39,7 @@ from dataclasses import asdict
 from typing import Iterable, Optional
 
 from pydantic import BaseModel, Field
-from traitlets import Float, Integer, List, Unicode
+from traitlets import Dict, Float, Integer, List, TraitError, Unicode, validate
 
 from machines import (Machine, MachineAccess, MachineError, MachineRequest, MachineSize,
                       MachineStatus, OwnerKind, provider_class)
@@ -42,6 +47,7 @@ from machines.hosts import Host
 from machines.releases import keep_retrying
 
 from .base import JOB_ID, Backend, account_host, BackendStatus, BatchJob, BatchState, Limits, Resources
+from .cloud_pool import PoolMode
 from .errors import BackendError, BackendUnavailable
 from .local import LocalBackend
 
@@ -70,6 +76,8 @@ class CloudRecord(BaseModel):
     remote_id: str = ""
     cancel: bool = False
     outcome: Optional[dict] = None  # {"state", "reason", "exit_code"} once known
+    program_ended: bool = False     # the program's own end was seen (else it may still run)
+    joining_since: float = 0.0      # pool mode: when the wait for the pool began (epoch)
 
     def batch_job(self) -> BatchJob:
         raw = dict(self.job)
@@ -118,6 +126,34 @@ class CloudBackend(Backend):
         left to the background retries.""").tag(config=True)
     transfer_timeout = Float(1800, help="Seconds copying a job's files in or out may take."
                              ).tag(config=True)
+    pool = Dict(help="""HTCondor-pool mode; empty (the default): the program runs on the
+        job's first machine over SSH. Set, the job's machines join the site's HTCondor pool
+        through their context and the job is submitted there, pinned to them:
+        {'context': {'CONDOR_HOST': 'cm.example.org'}, 'htcondor': {...}, 'join_timeout': 600}.
+        ``context``: CONTEXT attributes the image's contextualization reads to join the pool
+        (never secrets: refused like every context attribute); every job machine also gets
+        NEBULAHUB_JOB_ID, and must publish NebulaHubJob = "<that id>" in its slots' ads and
+        start only jobs with the same. ``htcondor``: settings of the HTCondorBackend that
+        submits (command_env, exec_prefix, extra_submit, user_log, ...; its commands run on
+        this backend's submit_host, as its exec_prefix and command_env unless given here).
+        ``join_timeout``: seconds the machines may take to show in condor_status once they
+        run; then the job fails and they are given back.""").tag(config=True)
+
+    @validate("pool")
+    def _valid_pool(self, proposal):
+        try:
+            PoolMode(proposal["value"])
+        except ValueError as e:
+            raise TraitError(str(e)) from None
+        return proposal["value"]
+
+    @property
+    def _pool(self) -> Optional[PoolMode]:
+        if not self.pool:
+            return None
+        if self._pool_read is None or self._pool_read[0] != self.pool:
+            self._pool_read = (dict(self.pool), PoolMode(self.pool))
+        return self._pool_read[1]
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -128,6 +164,7 @@ class CloudBackend(Backend):
         self._machine_provider = None
         self._access = None
         self._sweeper: Optional[asyncio.Task] = None
+        self._pool_read: Optional[tuple[dict, PoolMode]] = None
 
     # ---- the machine layer -------------------------------------------------------------------
     @property
@@ -175,6 +212,9 @@ class CloudBackend(Backend):
     async def submit(self, job: BatchJob) -> str:
         self.check(job)
         self._checked_id(job.job_id)
+        pool = self._pool
+        if pool:  # what HTCondor cannot carry is refused before any machine is made
+            pool.condor(self, job.job_id).job_script(pool.job(job, []))
         if self._load(job.job_id) is None:
             raw = asdict(job)
             raw["argv"] = list(job.argv)
@@ -204,7 +244,8 @@ class CloudBackend(Backend):
         self._save(job_id, rec)
         if rec.phase == "executing" and rec.remote_id:
             try:
-                await self._inner(job_id).cancel(rec.remote_id)
+                await self._inner(job_id).cancel(
+                    rec.remote_id, rec.job["account"] if self._pool else None)
                 return  # the program ends; the driver sees it and gives the machines back
             except (BackendError, MachineError, OSError, KeyError, IndexError):
                 pass
@@ -268,13 +309,22 @@ class CloudBackend(Backend):
         return text if text.endswith((".", "!", "?")) else text + "."
 
     async def _phases(self, job_id: str, rec: CloudRecord) -> None:
+        pool = self._pool
         if rec.phase == "booting":
             await self._boot(job_id, rec)
-            rec.phase, rec.reason = "bootstrapping", "Preparing the machines."
+            rec.phase = "bootstrapping"
+            rec.reason = ("Waiting for the machines to join the HTCondor pool." if pool
+                          else "Preparing the machines.")
             self._save(job_id, rec)
         if rec.phase == "bootstrapping":
-            await self._bootstrap(job_id, rec)
-            rec.phase, rec.reason = "executing", "Running."
+            if rec.cancel:
+                raise _Cancelled()
+            if pool:
+                await pool.join(self, job_id, rec, lambda: self._save(job_id, rec))
+            else:
+                await self._bootstrap(job_id, rec)
+            rec.phase = "executing"
+            rec.reason = "Submitting to the HTCondor pool." if pool else "Running."
             self._save(job_id, rec)
         await self._execute(job_id, rec)
 
@@ -299,6 +349,8 @@ class CloudBackend(Backend):
             self._save(job_id, rec)
 
         report = self._report(job_id, rec)
+        pool = self._pool
+        context = pool.machine_context(job_id) if pool else {"NEBULAHUB_JOB_ID": job_id}
 
         async def one(machine: Machine):
             if machine.host:
@@ -308,7 +360,7 @@ class CloudBackend(Backend):
                 return
             request = MachineRequest(user=job.user or job.account,
                                      owner_kind=OwnerKind.JOB_WORKER, owner_id=job_id,
-                                     start_id=machine.start_id, size=size)
+                                     start_id=machine.start_id, size=size, context=context)
             await self.machines.acquire(request, machine, report, persist)
 
         rec.reason = f"Asking the cloud for {res.nodes} machine{'s' * (res.nodes > 1)}."
@@ -381,22 +433,30 @@ class CloudBackend(Backend):
                                                      memory_mb=job.resources.memory_mb,
                                                      walltime_s=job.resources.walltime_s))
 
-    def _inner(self, job_id: str) -> LocalBackend:
-        """The program's launcher on the job's first machine."""
+    def _inner(self, job_id: str) -> Backend:
+        """The program's launcher: on the job's first machine, or the HTCondor pool."""
+        pool = self._pool
+        if pool:
+            return pool.condor(self, job_id)
         return LocalBackend(host=self._hosts[job_id][0], log=self.log,
                             command_timeout=self.command_timeout)
 
     async def _execute(self, job_id: str, rec: CloudRecord) -> None:
-        await self._open(job_id, rec)
+        pool = self._pool
+        if not pool:
+            await self._open(job_id, rec)
         if rec.cancel:
             raise _Cancelled()
         if not rec.remote_id:
-            rec.remote_id = await self._inner(job_id).submit(self._remote_job(rec))
+            job = pool.job(rec.batch_job(), [m.host for m in rec.machines]) if pool \
+                else self._remote_job(rec)
+            rec.remote_id = await self._inner(job_id).submit(job)
             rec.reason = "Running."
             self._save(job_id, rec)
         while True:
             try:
-                await self._open(job_id, rec)
+                if not pool:
+                    await self._open(job_id, rec)
                 status = (await self._inner(job_id).status([rec.remote_id]))[rec.remote_id]
             except (BackendUnavailable, MachineError, OSError) as e:
                 await self._lost(rec, e)
@@ -411,7 +471,18 @@ class CloudBackend(Backend):
                     reason = "Cancelled."
                 rec.outcome = {"state": state.value, "reason": reason,
                                "exit_code": status.exit_code}
+                rec.program_ended = True
                 return
+            if pool and status.state is BatchState.HELD:
+                # nobody releases it here, and its machines cost while it waits: it ends
+                await self._inner(job_id).cancel(rec.remote_id, rec.job["account"])
+                rec.outcome = {"state": "failed", "reason": f"HTCondor {status.reason} (the "
+                               "job was removed from the pool).", "exit_code": None}
+                rec.program_ended = True
+                return
+            if pool and status.reason != rec.reason:  # idle, running: HTCondor's words
+                rec.reason = status.reason
+                self._save(job_id, rec)
             await asyncio.sleep(self.poll_interval)
 
     async def _lost(self, rec: CloudRecord, error: Exception) -> None:
@@ -424,6 +495,12 @@ class CloudBackend(Backend):
 
     async def _terminate(self, job_id: str, rec: CloudRecord) -> None:
         job = rec.batch_job()
+        if self._pool and rec.remote_id and not rec.program_ended:
+            try:  # the job failed or was cancelled around its submission: not left queued
+                await self._inner(job_id).cancel(rec.remote_id, job.account)
+            except BackendError as e:
+                self.log.warning("HTCondor job %s of job %s could not be removed: %s",
+                                 rec.remote_id, job_id, e)
         if rec.remote_root and rec.remote_id:
             try:
                 await self._fetch(job_id, rec, job)

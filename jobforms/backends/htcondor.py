@@ -1,5 +1,6 @@
 """HTCondor: ``condor_submit`` with the submit description on stdin, ``condor_q -json`` for jobs
-in the queue, ``condor_history -json`` for ended ones, ``condor_rm``.
+in the queue, ``condor_history -json`` for ended ones, ``condor_rm``; ``condor_status -json``
+for the pool's machines (the cloud backend's pool mode waits there for its VMs).
 
 The description is built as a dict and written by HTCondor's own code (``htcondor2.Submit``),
 then read back with it to check that nothing was added or lost. Arguments and environment use
@@ -190,17 +191,26 @@ class HTCondorBackend(Backend):
                 else BackendStatus(BatchState.VANISHED, VANISHED, None, "")
                 for i in ids}
 
-    async def _ads(self, command: str, ids: list[str]) -> dict[str, dict]:
-        result = await self._call([command, "-json", "-attributes", ",".join(STATUS_ATTRIBUTES),
-                                   *ids], check=False)
+    async def machine_ads(self, constraint: str, attributes: Iterable[str]) -> list[dict]:
+        """The pool's machine (slot) ads matching a ClassAd ``constraint``, from one
+        ``condor_status -json``; :class:`BackendUnavailable` when the pool cannot be asked."""
+        return await self._json(["condor_status", "-json", "-constraint", constraint,
+                                 "-attributes", ",".join(attributes)])
+
+    async def _json(self, argv: list[str]) -> list[dict]:
+        result = await self._call(argv, check=False)
         if result.returncode != 0:
-            raise BackendUnavailable(f"{command} failed: {result.stderr.strip()[-300:]}")
+            raise BackendUnavailable(f"{argv[0]} failed: {result.stderr.strip()[-300:]}")
         text = result.stdout.strip()
         try:
-            ads = json.loads(text) if text else []
+            return json.loads(text) if text else []   # nothing at all when nothing matches
         except ValueError:
-            raise BackendUnavailable(f"{command} gave output that is not JSON: "
+            raise BackendUnavailable(f"{argv[0]} gave output that is not JSON: "
                                      f"{text[:200]!r}") from None
+
+    async def _ads(self, command: str, ids: list[str]) -> dict[str, dict]:
+        ads = await self._json([command, "-json", "-attributes", ",".join(STATUS_ATTRIBUTES),
+                                *ids])
         found = {}
         for ad in ads:
             key = f"{ad.get('ClusterId')}.{ad.get('ProcId')}"

@@ -329,6 +329,7 @@ class OpenNebulaProvider(RemoteProvider):
         context = {k: v for k, v in context.items() if v not in (None, "")}
         if serves:
             context.update(self.homes.context(request.user))
+        context.update(request.context)  # the caller's (a job's id, the pool to join)
         context.update(SSH_PUBLIC_KEY=public_key, USERNAME=self.ssh_user)
         tags = {TAG_HUB_ID: self.hub_id, TAG_USER: request.user,
                 TAG_SERVER: owner if request.owner_kind is OwnerKind.SERVER else "",

@@ -1,4 +1,5 @@
-"""The fake HTCondor: ``condor_submit``, ``condor_q``, ``condor_history``, ``condor_rm``.
+"""The fake HTCondor: ``condor_submit``, ``condor_q``, ``condor_history``, ``condor_rm``,
+``condor_status`` (machine ads a test writes into ``machines/``).
 
 See ``README`` in this folder for what it does and does not do. State lives in the folder named
 by ``FAKE_CONDOR_STATE`` (one per test run); every change happens under one ``flock``.
@@ -39,7 +40,7 @@ def state_dir() -> Path:
         raise Fail("ERROR: FAKE_CONDOR_STATE is not set (the fake HTCondor keeps its queue "
                    "there).")
     root = Path(path)
-    for sub in ("queue", "history"):
+    for sub in ("queue", "history", "machines"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     return root
 
@@ -248,16 +249,106 @@ def _classad_value(text: str):
     return value if isinstance(value, (str, int, float, bool)) else text
 
 
+# ---- machines: condor_status and matching --------------------------------------------------
+def machine_ads() -> list[dict]:
+    """The pool's slots: one JSON ad per file in ``machines/`` (a test's startd writes them)."""
+    ads = []
+    for path in sorted((state_dir() / "machines").glob("*.json")):
+        with contextlib.suppress(FileNotFoundError, ValueError):  # a startd leaving mid-read
+            ads.append(json.loads(path.read_text()))
+    return ads
+
+
+def _classad(ad: dict):
+    """A ClassAd of a JSON ad; ``Requirements`` (text) becomes the expression it spells."""
+    import classad2
+
+    out = classad2.ClassAd()
+    for key, value in ad.items():
+        if key.startswith("_"):
+            continue
+        if key == "Requirements" and isinstance(value, str):
+            value = classad2.ExprTree(value)
+        if isinstance(value, (str, int, float, bool, classad2.ExprTree)):
+            out[key] = value
+    return out
+
+
+def needs_machine(ad: dict) -> bool:
+    """Whether the job's Requirements name a machine attribute (``TARGET.X``): only such jobs
+    wait for a machine ad that matches; the others start as before (Requirements recorded)."""
+    import classad2
+
+    try:
+        refs = _classad(ad).externalRefs(classad2.ExprTree(str(ad.get("Requirements", "true"))))
+    except Exception:  # noqa: BLE001 - unparsable: recorded, never matched (as before)
+        return False
+    return any(r.upper().startswith("TARGET.") for r in refs)
+
+
+def matching_machine(ad: dict) -> dict | None:
+    """The first machine ad whose Requirements and the job's both hold (classad2's own
+    symmetric match); a machine ad without Requirements takes any job."""
+    job = _classad(ad)
+    for machine in machine_ads():
+        slot = _classad({"Requirements": "true", **machine})
+        if job.symmetricMatch(slot):
+            return machine
+    return None
+
+
+def status(argv: list[str]) -> int:
+    import classad2
+
+    as_json, attributes, constraint, i = False, None, None, 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "-json":
+            as_json = True
+        elif arg in ("-attributes", "-attrs", "-af") and i + 1 < len(argv):
+            attributes, i = argv[i + 1].split(","), i + 1
+        elif arg == "-constraint" and i + 1 < len(argv):
+            constraint, i = argv[i + 1], i + 1
+        i += 1
+    try:
+        test = classad2.ExprTree(constraint) if constraint else None
+    except Exception as e:  # noqa: BLE001 - HTCondor says the constraint does not parse
+        raise Fail(f"Error: Parse error of: {constraint} ({e})") from None
+    shown = [public(ad, attributes) for ad in machine_ads()
+             if test is None or test.eval(_classad(ad)) is True]
+    if as_json:
+        if shown:   # nothing at all when no slot matches
+            print("[\n" + ",\n".join(json.dumps(ad, indent=2) for ad in shown) + "\n]")
+    else:
+        print("Name                 OpSys      Arch   State     Activity")
+        for ad in shown:
+            print(f"{ad.get('Name', '')!s:20} {ad.get('OpSys', 'LINUX')!s:10} "
+                  f"{ad.get('Arch', 'X86_64')!s:6} {ad.get('State', 'Unclaimed')!s:9} "
+                  f"{ad.get('Activity', 'Idle')}")
+    return 0
+
+
 # ---- the shepherd: idle -> running -> ended (or held) -------------------------------------
 def shepherd(cluster: int) -> int:
     ad = load("queue", cluster)
     if ad is None:
         return 0
     time.sleep(ad.get("_idle_seconds", 0))
+    host = None
+    if needs_machine(ad):   # idle until a slot of the pool matches (or the job is removed)
+        while host is None:
+            ad = load("queue", cluster)
+            if ad is None or ad["JobStatus"] != IDLE:
+                return 0
+            host = matching_machine(ad)
+            if host is None:
+                time.sleep(0.2)
     with locked():
         ad = load("queue", cluster)
         if ad is None or ad["JobStatus"] != IDLE:
             return 0
+        if host is not None:
+            ad["RemoteHost"] = host.get("Name", "slot1@fake")
         env = {"PATH": DEFAULT_PATH, **ad["_env"]}
         try:
             out, err = open(ad["Out"], "wb"), open(ad["Err"], "wb")
@@ -402,7 +493,7 @@ def query(where: str, argv: list[str]) -> int:
 
 
 COMMANDS = {"submit": submit, "q": lambda a: query("queue", a),
-            "history": lambda a: query("history", a), "rm": rm}
+            "history": lambda a: query("history", a), "rm": rm, "status": status}
 
 
 def main(command: str, argv: list[str]) -> int:

@@ -130,6 +130,6 @@ def test_every_provider_and_machine_setting_shows_in_jupyterhub_help_all():
                     "--MachineAccess.jump_host", "--MachineAccess.host_key_dir",
                     "--MachineAccess.crypt_key_file", "--JobsService.backends",
                     "--JobsService.max_vms", "--SlurmBackend.exec_prefix",
-                    "--HTCondorBackend.limits", "--CloudBackend.python_env",
+                    "--HTCondorBackend.limits", "--CloudBackend.python_env", "--CloudBackend.pool",
                     "--OpenNebulaSpawner.service_urls"):
         assert setting in out, setting

@@ -18,59 +18,78 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageDraw
+from PIL import Image, ImageColor, ImageDraw
 
 from . import expressions, text
+from .png_figure import Axis, ColourBar, draw_figure
 from .render import aggregate, column_range, shade_image
 from .settings import hvplot_keywords, plot_settings
 from .spec import FileColumns, check_reader
 
 
 def view_png(frame: pd.DataFrame | None, settings: dict, x_range=None, y_range=None, aggregator=aggregate) -> bytes:
-    """PNG bytes of the plot's width x height pixels showing the given (or full) ranges.
+    """PNG bytes of the finished figure, the plot's width x height pixels, showing the given (or full) ranges.
 
-    ``settings`` are those of a histogram or of a rasterized view: the PNG is always drawn on the
-    server from all rows (``plot_settings(spec, RASTERIZED)`` for a scatter or line plot), by
+    White background, framed plot area with ticks and their values, axis labels, the title and, for
+    rasterized views and 2-D histograms, a colour bar (:mod:`panel_apps.png_figure`). ``settings``
+    are those of a histogram or of a rasterized view: the picture is always drawn on the server
+    from all rows (``plot_settings(spec, RASTERIZED)`` for a scatter or line plot), by
     ``aggregator`` (the Dask cluster's, for a plot drawn there: then ``frame`` may be None).
     """
     opts = settings["options"]
-    w, h = opts["width"], opts["height"]
+    words = dict(title=text.shown_title(opts["title"]), xlabel=opts["xlabel"], ylabel=opts["ylabel"])
     if settings["method"] == "hist":
-        img = _histogram_image(frame, settings, x_range)
+        img = _histogram_figure(frame, settings, x_range, words)
     else:
         x_range = x_range or column_range(frame, settings["x"], opts["logx"])
         y_range = y_range or column_range(frame, settings["y"], opts["logy"])
-        size = (settings["bins"], settings["bins"]) if settings["bins"] else (w, h)
-        agg = aggregator(frame, settings, x_range, y_range, *size)
-        img = shade_image(agg.image, settings)
-        if img.size != (w, h):
-            img = img.resize((w, h), Image.NEAREST)
-    title = text.shown_title(opts["title"])
-    if title:
-        ImageDraw.Draw(img).text((8, 6), title, fill=(0, 0, 0))
+
+        def picture(width: int, height: int):
+            size = (settings["bins"], settings["bins"]) if settings["bins"] else (width, height)
+            agg = aggregator(frame, settings, x_range, y_range, *size)
+            return shade_image(agg.image, settings).resize((width, height), Image.NEAREST), agg.image
+
+        def ramp(width: int, height: int) -> Image.Image:  # the colours from the lowest value to the highest
+            values = np.repeat(np.linspace(1.0, 2.0, height)[:, None], width, axis=1)
+            return shade_image(values, {**settings, "options": {**opts, "cnorm": "linear"}})
+
+        bar = ColourBar(opts.get("clabel") or "", ramp) if opts.get("colorbar") else None
+        img = draw_figure(opts["width"], opts["height"], Axis(*x_range, opts["logx"]), Axis(*y_range, opts["logy"]),
+                          picture, colour_bar=bar, **words)
     out = io.BytesIO()
     img.save(out, format="PNG")
     return out.getvalue()
 
 
-def _histogram_image(frame: pd.DataFrame, settings: dict, x_range=None) -> Image.Image:
+def _histogram_figure(frame: pd.DataFrame, settings: dict, x_range, words: dict) -> Image.Image:
+    """Bars of the counts over ``x_range`` (default: all values), on axes; log y counts from 1."""
     opts, bins = settings["options"], settings["bins"]
-    width, height = opts["width"], opts["height"]
     values = frame[settings["x"]].to_numpy()
     values = values[np.isfinite(values) & ((values > 0) if opts["logx"] else True)]
-    lo, hi = x_range or ((values.min(), values.max()) if values.size else (0.0, 1.0))
+    lo, hi = x_range or ((float(values.min()), float(values.max())) if values.size else (0.0, 1.0))
+    if hi <= lo:
+        hi = lo + (abs(lo) or 1.0) * 1e-6
     edges = np.geomspace(lo, hi, bins + 1) if opts["logx"] and lo > 0 else np.linspace(lo, hi, bins + 1)
     counts, _ = np.histogram(values, bins=edges)
-    img = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(img)
-    top = max(1.0, float(np.log10(counts.max() + 1) if opts["logy"] else counts.max()))
-    bar_w = width / len(counts)
-    for i, c in enumerate(counts):
-        v = np.log10(c + 1) if opts["logy"] else c
-        y = height - int((height - 24) * v / top)
-        draw.rectangle([int(i * bar_w), y, max(int(i * bar_w), int((i + 1) * bar_w) - 1), height - 1],
-                       fill=opts["color"])
-    return img
+    top = max(1, int(counts.max(initial=0)))
+    x = Axis(float(edges[0]), float(edges[-1]), bool(opts["logx"] and lo > 0))
+    y = Axis(0.8, top * 1.5, True) if opts["logy"] else Axis(0.0, top * 1.05)
+    r, g, b = ImageColor.getrgb(opts["color"])[:3]
+    a = float(opts.get("alpha", 1.0))
+    fill = tuple(int(round(c * a + 255 * (1 - a))) for c in (r, g, b))
+
+    def picture(width: int, height: int):
+        img = Image.new("RGB", (width, height), "white")
+        draw = ImageDraw.Draw(img)
+        for left, right, count in zip(edges[:-1], edges[1:], counts):
+            if count <= 0:
+                continue
+            x0, x1 = (round(x.fraction(e) * (width - 1)) for e in (left, right))
+            y1 = height - 1 - round(min(1.0, y.fraction(count)) * (height - 1))
+            draw.rectangle([x0, y1, max(x0, x1 - 1), height - 1], fill=fill)
+        return img, None
+
+    return draw_figure(opts["width"], opts["height"], x, y, picture, **words)
 
 
 def notebook_source(spec, data_path: Path, fmt: str, options: dict, columns: list[str],

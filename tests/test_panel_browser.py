@@ -12,9 +12,11 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, hub_login
+from tests.test_panel_render import _plot_frame
 
 pytestmark = pytest.mark.browser
 
@@ -225,6 +227,10 @@ def test_png_export_downloads_a_decodable_png_of_the_plot_size(page):
     img = Image.open(io.BytesIO(data))
     img.verify()
     assert img.format == "PNG" and img.size == (640, 500)
+    img = Image.open(io.BytesIO(data)).convert("RGB")
+    left, top, right, bottom, _ = _plot_frame(img)  # a framed plot area, ticks out of its axes, on white
+    assert img.getpixel((0, 0)) == (255, 255, 255) and 0 < left < right < 640 and 0 < top < bottom < 500
+    assert np.asarray(img.convert("L"))[bottom + 3, left + 1:right].min() < 60
 
 
 def test_saved_configuration_reloads_the_same_plot(page, browser, app_url, login_state, tmp_path):

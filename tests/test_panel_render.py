@@ -153,3 +153,77 @@ def test_line_plots_rasterize_with_and_without_colour(grid):
         assert view.last.rows_in_view == 2000
         view.render((0.0, 5.0), (-2.0, 2.0))
         assert 990 <= view.last.rows_in_view <= 1010
+
+
+def _dark(img) -> np.ndarray:
+    return np.asarray(img.convert("L")) < 60
+
+
+def _plot_frame(img):
+    """(left, top, right, bottom) of the box framing the plot area: the long dark lines of the picture."""
+    dark = _dark(img)
+    columns = np.flatnonzero(dark.sum(axis=0) > 0.6 * img.height)
+    rows = np.flatnonzero(dark.sum(axis=1) > 0.5 * img.width)
+    assert len(rows) == 2, f"the plot area's top and bottom lines: {rows}"
+    return columns[0], rows[0], columns[1], rows[1], columns
+
+
+def _tick_marks(line: np.ndarray) -> list[int]:
+    """Where the ticks cross a line of pixels just outside an axis (the first pixel of each dark run)."""
+    return [i for i in np.flatnonzero(line) if i == 0 or not line[i - 1]]
+
+
+def _is_nice_step(values: list[float]) -> bool:
+    steps = np.diff(values)
+    step = steps[0]
+    mantissa = step / 10 ** np.floor(np.log10(step))
+    return (np.allclose(steps, step, rtol=0.02) and any(np.isclose(mantissa, m, rtol=0.02) for m in (1, 2, 5))
+            and np.allclose(np.array(values) / step, np.round(np.array(values) / step), atol=0.05))
+
+
+@pytest.mark.parametrize("kind, logx, logy", [("scatter", False, False), ("scatter", True, True), ("hist2d", False, False),
+                                              ("hist", False, False), ("hist", True, False)])
+def test_the_downloaded_png_is_a_finished_figure_with_axes_ticks_labels_and_colour_bar(grid, kind, logx, logy):
+    spec = spec_for(kind=kind, width=520, height=380, title="Junction 3", xlabel="time", logx=logx, logy=logy)
+    x_range = (0.1, 1000.0) if logx else (0.0, 50.0)
+    y_range = None if kind == "hist" else (0.1, 1000.0) if logy else (0.0, 50.0)
+    img = Image.open(io.BytesIO(view_png(grid, raster(spec), x_range, y_range))).convert("RGB")
+    assert img.size == (520, 380)  # the chosen width x height
+    pixels = np.asarray(img)
+    assert (pixels[0, 0] == 255).all() and (pixels[-1, -1] == 255).all() and (pixels[:, 0] == 255).all()  # white
+
+    left, top, right, bottom, long_columns = _plot_frame(img)
+    dark = _dark(img)
+    assert dark[top, left:right + 1].all() and dark[bottom, left:right + 1].all()  # the axes are drawn
+    assert dark[top:bottom + 1, left].all() and dark[top:bottom + 1, right].all()
+    assert dark[:top - 2, left:right].any()  # the title above the plot
+    assert dark[bottom + 25:, left:right].any()  # the x label below the tick labels
+    assert dark[top:bottom, :left - 25].any()  # the y label left of the tick labels
+
+    x_ticks = [left + 1 + i for i in _tick_marks(dark[bottom + 3, left + 1:right])]
+    y_ticks = [top + 1 + i for i in _tick_marks(dark[top + 1:bottom, left - 3])]
+    assert len(x_ticks) >= 3 and len(y_ticks) >= 3
+    assert not dark[bottom + 3, left + 1:right].sum() > len(x_ticks)  # ticks are one pixel wide marks
+
+    def value(pixel, start, end, lo, hi, log):
+        f = (pixel - start) / (end - start)
+        return 10 ** (np.log10(lo) + f * (np.log10(hi) - np.log10(lo))) if log else lo + f * (hi - lo)
+
+    xs = [value(p, left + 1, right - 1, *x_range, logx) for p in x_ticks]
+    if logx:  # ticks at powers of ten
+        assert np.allclose(np.log10(xs), np.round(np.log10(xs)), atol=0.01), xs
+        assert len(xs) == 5
+    else:
+        assert _is_nice_step(xs), xs
+    if y_range is not None:
+        ys = [value(p, bottom - 1, top + 1, *y_range, logy) for p in y_ticks]
+        assert np.allclose(np.log10(ys), np.round(np.log10(ys)), atol=0.01) if logy else _is_nice_step(ys[::-1]), ys
+
+    bar_lines = [c for c in long_columns if c > right + 1]
+    if kind == "hist":  # a 1-D histogram has no colour bar
+        assert not bar_lines
+    else:  # the colour bar: a framed ramp from light (few rows) to the full colour, with ticks
+        assert len(bar_lines) >= 2
+        ramp = pixels[top + 2:bottom - 1, bar_lines[0] + 2].astype(int).sum(axis=1)
+        assert ramp[0] < ramp[-1] - 100 and not (ramp > 740).any()  # darker at the top, never white
+        assert _tick_marks(dark[top + 1:bottom, bar_lines[1] + 3])

@@ -111,7 +111,7 @@ def get_cluster(workers: int | None = None, *, minimum: int | None = None,
     what the user can fix: :class:`~dask_clusters.errors.LimitExceeded`,
     :class:`~dask_clusters.errors.ConfigProblem`, :class:`~dask_clusters.errors.ClusterUnavailable`."""
     global _CURRENT
-    from . import manager_for
+    from .managers import manager_for
 
     with _LOCK:
         handle = _CURRENT

@@ -2,10 +2,16 @@
 
 JupyterHub adapter (``spawner``) and the command line (``nebulahub``) -> machine layer
 (``machines``) -> cloud client (``opennebula``); the plotting app (``panel_apps``) stands alone.
+Users' Dask clusters (``dask_clusters``) run in users' servers, beside the plotting app that uses
+them: they ask the batch systems about their workers' jobs through the batch backends
+(``jobforms.backends``, themselves on the machine layer's hosts) and run commands through the
+machine layer's hosts; never through the spawner, the hub, the jobs service or the Jobs page.
 """
 from __future__ import annotations
 
 import ast
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +19,8 @@ from pathlib import Path
 import pytest
 
 PROJECT = Path(__file__).resolve().parent.parent
-PACKAGES = ("machines", "spawner", "opennebula", "panel_apps", "jobforms", "nebulahub")
+PACKAGES = ("machines", "spawner", "opennebula", "panel_apps", "jobforms", "nebulahub",
+            "dask_clusters")
 
 
 def module_name(path: Path) -> str:
@@ -99,10 +106,13 @@ def test_no_import_cycles_anywhere_in_the_product(graph):
 
 
 @pytest.mark.parametrize("layer, forbidden", [
-    ("machines", ("spawner", "nebulahub", "panel_apps", "jobforms", "jupyterhub")),
-    ("opennebula", ("machines", "spawner", "nebulahub", "panel_apps", "jobforms", "jupyterhub")),
+    ("machines", ("spawner", "nebulahub", "panel_apps", "jobforms", "jupyterhub", "dask_clusters")),
+    ("opennebula", ("machines", "spawner", "nebulahub", "panel_apps", "jobforms", "jupyterhub",
+                    "dask_clusters")),
     ("panel_apps", ("machines", "spawner", "nebulahub", "opennebula", "jupyterhub")),
-    ("spawner", ("nebulahub", "panel_apps")),
+    ("spawner", ("nebulahub", "panel_apps", "dask_clusters")),
+    ("jobforms", ("dask_clusters",)),
+    ("dask_clusters", ("spawner", "nebulahub", "panel_apps", "opennebula", "jupyterhub")),
 ])
 def test_dependencies_point_one_way(layer, forbidden):
     mods = product_modules()
@@ -119,6 +129,42 @@ def test_dependencies_point_one_way(layer, forbidden):
                 roots = [node.module.split(".")[0]]
             bad += [f"{name} imports {r}" for r in roots if r in forbidden]
     assert bad == []
+
+
+def test_dask_clusters_take_only_the_batch_backends_from_the_jobs_layer(graph):
+    """The watch asks squeue / condor_q through ``jobforms.backends`` (the batch systems' status,
+    on the machine layer's hosts): that is the only part of ``jobforms`` a Dask cluster may use."""
+    taken = {(name, dep) for name, deps in graph.items() if name.split(".")[0] == "dask_clusters"
+             for dep in deps if dep.split(".")[0] == "jobforms"}
+    assert taken, "the dask_clusters modules are in the graph"
+    wrong = sorted(f"{name} imports {dep}" for name, dep in taken
+                   if not (dep == "jobforms.backends" or dep.startswith("jobforms.backends.")))
+    assert wrong == []
+    machines = {dep for name, deps in graph.items() if name.split(".")[0] == "dask_clusters"
+                for dep in deps if dep.split(".")[0] == "machines"}
+    assert machines == {"machines.hosts"}, machines   # the user's own host runs the commands
+
+
+def test_a_users_dask_cluster_loads_nothing_of_the_hub_the_spawner_or_the_jobs_service():
+    """What a user's server imports for a SLURM or HTCondor cluster and its watch, in a fresh
+    interpreter (imports at run time included: the batch backends are imported when asked for)."""
+    program = """
+import json, sys
+import dask_clusters, dask_clusters.base, dask_clusters.watch, dask_clusters.notebook, dask_clusters.reaper
+from dask_clusters import load_config, manager_class
+for backend in ("slurm", "htcondor"):
+    manager = manager_class(backend)(load_config(path="", backend=backend))
+    assert manager.batch_backend() is not None
+print(json.dumps(sorted(sys.modules)))
+"""
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True,
+                         timeout=120, cwd=str(PROJECT), env={**os.environ, "PYTHONPATH": str(PROJECT)})
+    assert out.returncode == 0, out.stderr[-3000:]
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    assert "jobforms.backends.slurm" in loaded and "machines.hosts" in loaded
+    banned = ("jupyterhub", "spawner", "nebulahub", "panel_apps", "jobforms.service",
+              "jobforms.page", "jobforms.app", "jobforms.form")
+    assert [m for m in loaded if any(m == b or m.startswith(b + ".") for b in banned)] == []
 
 
 def test_every_provider_and_machine_setting_shows_in_jupyterhub_help_all():

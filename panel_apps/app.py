@@ -33,7 +33,7 @@ import param
 from panel_apps import render, text
 from panel_apps.cluster import COMPUTE_CHOICES, draw_on_cluster
 from panel_apps.config import PlotAppConfig
-from panel_apps.controls import DELIMITERS, ColumnNames, Exports, Extras, FileChoice
+from panel_apps.controls import DELIMITERS, ColumnNames, Exports, Extras, FileChoice, checkbox
 from panel_apps.dataset import DataSource
 from panel_apps.expressions import FormulaError
 from panel_apps.loaders import LoadError
@@ -100,11 +100,16 @@ class PlotApp(pn.viewable.Viewer):
         return self._page
 
     def _layout(self) -> pn.viewable.Viewable:
-        spec_widgets = pn.Param(
-            self.spec, parameters=list(PlotSpec.PLOT_PARAMS), show_name=False, sizing_mode="stretch_width",
+        log_axes = ("logx", "logy")  # checkboxes whose label text is clickable (controls.checkbox)
+        spec_widgets = pn.Column(pn.Param(
+            self.spec, parameters=[p for p in PlotSpec.PLOT_PARAMS if p not in log_axes + ("mode",)], show_name=False,
+            sizing_mode="stretch_width",
             widgets={"size": pn.widgets.IntSlider, "alpha": {"type": pn.widgets.FloatSlider, "step": 0.05},
                      "color": pn.widgets.ColorPicker, "width": {"type": pn.widgets.IntInput, "step": 50},
-                     "height": {"type": pn.widgets.IntInput, "step": 50}, "bins": pn.widgets.IntInput})
+                     "height": {"type": pn.widgets.IntInput, "step": 50}, "bins": pn.widgets.IntInput}),
+            pn.Row(*(checkbox(self.spec.param[p]) for p in log_axes)),
+            pn.Param(self.spec, parameters=["mode"], show_name=False, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width")
         sidebar = pn.Column(
             pn.Card(self.files, title="1. Choose a file", collapsible=False),
             pn.Card(spec_widgets, pn.widgets.RadioButtonGroup.from_param(self.param.compute, name="Compute on"),

@@ -22,6 +22,20 @@ DELIMITERS = {"auto": "auto", "whitespace": None, "comma": ",", "tab": "\t", "se
 MAX_RENAME_FIELDS = 64  # a file with thousands of columns must not make thousands of text fields
 
 
+def checkbox(parameter: param.Parameter) -> pn.widgets.CheckBoxGroup:
+    """A checkbox for a Boolean parameter whose label text toggles it too.
+
+    Bokeh's own Checkbox shows its label beside the box, not in a ``<label>``: a click on the text
+    does nothing and the box has no accessible name. A one-option CheckBoxGroup is a real
+    ``<label>``; it is kept in step with the parameter both ways.
+    """
+    owner, name, label = parameter.owner, parameter.name, parameter.label
+    box = pn.widgets.CheckBoxGroup(options=[label], value=[label] if getattr(owner, name) else [], inline=True)
+    box.param.watch(lambda event: setattr(owner, name, label in event.new), "value")
+    owner.param.watch(lambda event: setattr(box, "value", [label] if event.new else []), name)
+    return box
+
+
 class FileChoice(pn.viewable.Viewer):
     """Which file to open and how to read it; the student's overrides of what is sniffed."""
 
@@ -75,7 +89,7 @@ class FileChoice(pn.viewable.Viewer):
             pn.Row(select(self.param.file, width=250), pn.widgets.Button.from_param(self.param.refresh, width=40)),
             pn.widgets.TextInput.from_param(self.param.path, placeholder="data/run1.txt"),
             pn.Row(select(self.param.delimiter, width=140), select(self.param.header, width=140)),
-            pn.widgets.Checkbox.from_param(self.param.skip_bad_lines),
+            checkbox(self.param.skip_bad_lines),
             select(self.param.table, visible=self.param.tables.rx.bool()),
             pn.widgets.Button.from_param(self.param.preview, color="primary"),
         )

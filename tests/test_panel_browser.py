@@ -210,6 +210,26 @@ def test_histogram_and_2d_histogram_render(page):
     assert rows == BIG_ROWS
 
 
+def test_a_click_on_the_words_log_x_log_y_or_skip_bad_lines_ticks_their_box(page):
+    from playwright.sync_api import expect
+    _open(page, "josephson.txt")
+    def drawn_with(x: str, y: str) -> str:  # a figure with these axis scales is in the page
+        return (f"() => Array.from(Bokeh.documents[0].all_models).some(m => m.type === 'Figure' "
+                f"&& m.x_scale.type === '{x}' && m.y_scale.type === '{y}')")
+    assert page.evaluate(drawn_with("LinearScale", "LinearScale"))
+    page.get_by_text("Log x", exact=True).click()
+    expect(page.get_by_role("checkbox", name="Log x")).to_be_checked()
+    page.wait_for_function(drawn_with("LogScale", "LinearScale"), timeout=15_000)
+    page.get_by_text("Log y", exact=True).click()
+    expect(page.get_by_role("checkbox", name="Log y")).to_be_checked()
+    page.wait_for_function(drawn_with("LogScale", "LogScale"), timeout=15_000)
+    page.get_by_text("Log x", exact=True).click()
+    expect(page.get_by_role("checkbox", name="Log x")).not_to_be_checked()
+    page.wait_for_function(drawn_with("LinearScale", "LogScale"), timeout=15_000)
+    page.get_by_text("Skip bad lines", exact=True).click()
+    expect(page.get_by_role("checkbox", name="Skip bad lines")).to_be_checked()
+
+
 def test_png_export_downloads_a_decodable_png_of_the_plot_size(page):
     from PIL import Image
     from playwright.sync_api import expect

@@ -60,13 +60,13 @@ def parse(formula: str, columns=None, text_columns=()) -> ast.expr:
     except SyntaxError as exc:
         raise FormulaError(f"The formula is not valid: {exc.msg} (at character {exc.offset}).") from None
     try:
-        _check(tree, None if columns is None else set(columns), set(text_columns))
+        _check(tree, None if columns is None else dict.fromkeys(columns), set(text_columns))  # file order
     except RecursionError:
         raise FormulaError("The formula is nested too deeply.") from None
     return tree
 
 
-def _check(node: ast.AST, columns: set[str] | None, text: set[str]) -> None:
+def _check(node: ast.AST, columns: dict[str, None] | None, text: set[str]) -> None:
     if isinstance(node, ast.Constant):
         if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
             raise FormulaError(f"Only numbers can be used as constants, not {node.value!r}.")
@@ -79,7 +79,7 @@ def _check(node: ast.AST, columns: set[str] | None, text: set[str]) -> None:
             raise FormulaError(f"Column '{node.id}' holds text, not numbers; formulas can only use number columns.")
         if columns is not None and node.id not in columns and node.id not in CONSTANTS:
             hint = " (functions must be called, e.g. sqrt(x))" if node.id in FUNCTIONS else ""
-            raise FormulaError(f"Unknown column '{node.id}'{hint}. Columns: {', '.join(sorted(columns))}.")
+            raise FormulaError(f"Unknown column '{node.id}'{hint}. Columns: {', '.join(columns)}.")
     elif isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         _check(node.left, columns, text)
         _check(node.right, columns, text)

@@ -238,7 +238,7 @@ def _hdf5_tables(path: Path) -> dict[str, tuple[int, list[str]]]:
                     and v.dtype.kind in "iufb"}
             lengths = {v.shape[0] for v in cols.values()}
             if len(cols) >= 1 and len(lengths) == 1:
-                found["/" + name.strip("/") if name else "/"] = (lengths.pop(), sorted(cols))
+                found["/" + name.strip("/") if name else "/"] = (lengths.pop(), group_order(obj, cols))
         visit("", h5)
         h5.visititems(visit)
         def datasets(name, obj):
@@ -268,6 +268,14 @@ def _preview_hdf5(path: Path, options: dict, rows: int) -> Preview:
     return Preview("hdf5", frame, {"dataset": key}, total, list(tables))
 
 
+def group_order(group, names) -> list[str]:
+    """The columns of an HDF5 group in the order they were written, when the file kept it (h5py then
+    lists them so); else in natural order (``q1, q2, …, q10``: numbers in names compare as numbers)."""
+    if group.id.get_create_plist().get_link_creation_order():
+        return list(names)
+    return sorted(names, key=lambda name: [int(p) if p.isdigit() else p.lower() for p in re.split(r"(\d+)", name)])
+
+
 def read_hdf5(path: Path, key: str, columns: list[str] | None, stop: int | None = None) -> pd.DataFrame:
     """Columns of one HDF5 table (pandas store group, group of 1-D datasets, 2-D or compound dataset)."""
     import h5py
@@ -280,7 +288,7 @@ def read_hdf5(path: Path, key: str, columns: list[str] | None, stop: int | None 
             pandas_store = False
             if isinstance(obj, h5py.Group):
                 names = [k for k, v in obj.items() if isinstance(v, h5py.Dataset) and v.ndim == 1]
-                data = {k: obj[k][:stop] for k in (columns or sorted(names))}
+                data = {k: obj[k][:stop] for k in (columns or group_order(obj, names))}
             elif obj.dtype.names:  # one field at a time: the others are never read
                 data = {k: obj.fields(k)[:stop] for k in (columns or obj.dtype.names)}
             else:

@@ -302,3 +302,17 @@ def test_create_app_serves_the_page_as_a_viewer(tmp_path):
     app = create_app(PlotAppConfig(home=str(tmp_path), data_roots=[]))
     assert isinstance(app, pn.viewable.Viewer) and app.__panel__() is app.__panel__()
     assert isinstance(pn.panel(app), pn.viewable.Viewable)
+
+
+def test_column_pickers_offer_the_columns_in_the_files_order(app, tmp_path):
+    (tmp_path / "order.csv").write_text("zeta,alpha,q10,q2,beta\n" + "".join(f"{i},{i + 1},{i},{i},{i}\n" for i in range(50)))
+    _plot(app, "order.csv")
+    file_order = ["zeta", "alpha", "q10", "q2", "beta"]
+    for label in ("X", "Y", "Filter column"):
+        assert widget(app, label, pn.widgets.Select).values == file_order, label
+    assert widget(app, "Colour by", pn.widgets.Select).values == [""] + file_order
+    assert [app.renames.param[p].label for p in app.renames.fields()] == file_order  # the rename fields too
+    type_in(app, "New column name", "r")
+    type_in(app, "Formula", "gamma + 1")
+    click(app, "Add column")
+    assert "Columns: zeta, alpha, q10, q2, beta." in error_text(app)

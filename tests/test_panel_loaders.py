@@ -285,3 +285,20 @@ def test_file_list_hides_links_leading_outside(roots):
 def test_text_options_round_trip():
     opts = TextOptions(delimiter=",", header=True, names=[], comment=None, skiprows=2)
     assert TextOptions.from_dict(opts.to_dict()) == opts
+
+
+def test_hdf5_columns_come_in_the_order_they_were_written_else_in_natural_order(tmp_path):
+    path = tmp_path / "ordered.h5"
+    with h5py.File(path, "w") as h5:
+        written = h5.create_group("written", track_order=True)  # the file keeps the order of writing
+        plain = h5.create_group("plain")
+        for name in ["t", "q2", "q10", "q1"]:
+            written[name] = np.arange(5.0)
+            plain[name] = np.arange(5.0)
+        h5.attrs["x"] = 1
+        for name in ["b10", "b9"]:
+            h5[name] = np.arange(5.0)
+    assert list(preview(path, {"dataset": "/written"}).frame.columns) == ["t", "q2", "q10", "q1"]
+    assert list(preview(path, {"dataset": "/plain"}).frame.columns) == ["q1", "q2", "q10", "t"]  # not q1, q10, q2
+    assert list(preview(path, {"dataset": "/"}).frame.columns) == ["b9", "b10"]
+    assert list(read_columns(path, "hdf5", {"dataset": "/plain"}, None).columns) == ["q1", "q2", "q10", "t"]

@@ -230,6 +230,33 @@ def test_a_click_on_the_words_log_x_log_y_or_skip_bad_lines_ticks_their_box(page
     expect(page.get_by_role("checkbox", name="Skip bad lines")).to_be_checked()
 
 
+def test_closing_the_tab_while_the_plot_redraws_logs_no_traceback(browser, app_url, login_state, home):
+    """The student closes the tab in the middle of zooming: the server's log (the single-user server,
+    its jupyter-server-proxy and the app it runs, one file) says the connection closed, and shows
+    no traceback."""
+    import time
+
+    from playwright.sync_api import expect
+    log = max((home / ".nebulahub" / "servers").glob("*/server.log"), key=lambda f: f.stat().st_mtime)
+    start = log.stat().st_size
+    page = new_student_page(browser, login_state)
+    page.goto(app_url)
+    expect(page.locator(".nh-status p")).to_contain_text("data files in", timeout=60_000)
+    _open(page, "josephson.txt")
+    box = page.locator(".nh-plot canvas").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.4, box["y"] + box["height"] * 0.5)
+    for _ in range(3):  # frames are on their way to the browser when the tab closes
+        page.mouse.wheel(0, -200)
+    page.context.close()
+    deadline = time.monotonic() + 30
+    while b"WebSocket connection closed" not in log.read_bytes()[start:] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2)  # what the close sets off (the proxy's last messages) is logged within moments
+    assert b"WebSocket connection closed" in log.read_bytes()[start:]
+    written = log.read_text(errors="replace")  # this tab's close, and every tab closed before it in this module
+    assert "Traceback" not in written and "Uncaught exception" not in written, written[-3000:]
+
+
 def test_png_export_downloads_a_decodable_png_of_the_plot_size(page):
     from PIL import Image
     from playwright.sync_api import expect

@@ -227,3 +227,31 @@ def test_the_downloaded_png_is_a_finished_figure_with_axes_ticks_labels_and_colo
         ramp = pixels[top + 2:bottom - 1, bar_lines[0] + 2].astype(int).sum(axis=1)
         assert ramp[0] < ramp[-1] - 100 and not (ramp > 740).any()  # darker at the top, never white
         assert _tick_marks(dark[top + 1:bottom, bar_lines[1] + 3])
+
+
+@pytest.mark.parametrize("colour_by, empty", [("", "0"), ("w", "–")])
+def test_hovering_an_empty_pixel_never_says_nan(grid, colour_by, empty):
+    """An empty pixel holds NaN in the image; the hover says '0' rows (or '–' for a mean), and
+    numbers are shown as numbers. The tooltip's JavaScript formatter runs here in Node."""
+    import json
+    import shutil
+    import subprocess
+
+    from bokeh.models import CustomJSHover
+    spec = spec_for(color_by=colour_by)
+    view = render.RasterFigure(grid, raster(spec))
+    empty_pixels = np.isnan(render.RasterFigure(grid, raster(spec), extent=((-50, 0), (-50, 0))).last.image)
+    assert empty_pixels.all()  # a view with no row in it: every pixel is NaN in the image
+    hover = view.figure.select_one({"type": render.HoverTool})
+    shown = dict(hover.tooltips)
+    assert shown["rows" if not colour_by else "mean w"] == "@image{custom}"
+    assert all("@image" not in v or "{custom}" in v for v in shown.values())  # no raw pixel value anywhere
+    formatter = hover.formatters["@image"]
+    assert isinstance(formatter, CustomJSHover)
+    node = shutil.which("node")
+    assert node, "node (installed with configurable-http-proxy) runs the tooltip's formatter"
+    script = (f"const format = new Function('value', 'format', 'special_vars', {json.dumps(formatter.code)});\n"
+              "console.log(JSON.stringify([NaN, null, undefined, 1234.5, 0.000123456789].map(v => format(v, '', {}))));")
+    out = subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [empty, empty, empty, "1,234.5", "0.000123457"]

@@ -10,7 +10,8 @@ depend on, and any change of the plot's parameters redraws it. What is drawn com
 :func:`panel_apps.settings.plot_settings`, the same settings "Open as notebook" writes as code.
 
 Every action shows its failure as a sentence and the app stays usable: a formula's or filter's
-beside it, in the "Derived columns and filters" card, the others in the red area at the top.
+beside it, in the "Derived columns and filters" card (which opens), also when the plot fails
+because of one (a formula overflows, the filters leave no row); the others in the red area at the top.
 A text file seen for the first time is plotted from its first rows while it is converted (a
 "first look", labelled with the rows read so far), refined as rows arrive, exact at the end.
 Preparing a plot (reading columns, formulas, filters) runs in a worker thread with an admin time
@@ -46,6 +47,10 @@ USER_ERRORS = (LoadError, PathRefused, FormulaError, ValueError, KeyError, OSErr
 REDRAWN_BY = PlotSpec.PLOT_PARAMS + ("derived", "filters", "rename")  # spec parameters the plot shows
 ERROR_STYLE = {"background": "#f8d7da", "color": "#721c24", "border": "1px solid #f5c6cb", "border-radius": "4px",
                "padding": "0 12px"}
+
+
+class FilteredOut(ValueError):
+    """The filters leave no row to plot (said beside the filter fields)."""
 
 
 class PlotApp(pn.viewable.Viewer):
@@ -110,11 +115,13 @@ class PlotApp(pn.viewable.Viewer):
             pn.Row(*(checkbox(self.spec.param[p]) for p in log_axes)),
             pn.Param(self.spec, parameters=["mode"], show_name=False, sizing_mode="stretch_width"),
             sizing_mode="stretch_width")
+        # opens by itself when a formula or filter fails, so the sentence beside it is seen
+        self._extras_card = pn.Card(self.extras, title="Derived columns and filters", collapsed=True)
         sidebar = pn.Column(
             pn.Card(self.files, title="1. Choose a file", collapsible=False),
             pn.Card(spec_widgets, pn.widgets.RadioButtonGroup.from_param(self.param.compute, name="Compute on"),
                     title="3. Plot", collapsible=False),
-            pn.Card(self.extras, title="Derived columns and filters", collapsed=True),
+            self._extras_card,
             pn.Card(self.exports, title="Save and export", collapsible=False),
             width=340)
         # panes showing file names, column names or typed text are HTML panes fed by panel_apps.text
@@ -362,14 +369,18 @@ class PlotApp(pn.viewable.Viewer):
         try:
             if ticket != self._plots_started or spec.x is None or (spec.needs_y() and spec.y is None):
                 return  # superseded before it began, or nothing to plot yet
-            self.error = ""  # the latest change speaks for the plot now
+            self.error = self.extras.error = ""  # the latest change speaks for the plot now
             if await draw_on_cluster(self, spec, ticket):  # drawn by the Dask cluster (or superseded)
                 return
             frame = await self._prepare_table(self.source, spec)
             if ticket == self._plots_started:  # else the student changed the plot meanwhile: the newer one draws
                 self._draw(frame, spec)
         except Exception as exc:
-            if ticket == self._plots_started:  # an outdated replot's failure (e.g. its file was closed) is no news
+            if ticket != self._plots_started:  # an outdated replot's failure (e.g. its file was closed) is no news
+                pass
+            elif isinstance(exc, (FormulaError, FilteredOut)):  # caused by a formula or filter: said beside it
+                self._show_beside_fields(exc)
+            else:
                 self._report(exc)
         finally:
             self._plots_settled = max(self._plots_settled, ticket)
@@ -395,7 +406,7 @@ class PlotApp(pn.viewable.Viewer):
     def _draw(self, frame, spec: PlotSpec) -> None:
         n = len(frame)
         if n == 0:
-            raise ValueError("No rows left to plot: the filters exclude every row.")
+            raise FilteredOut("No rows left to plot: the filters exclude every row.")
         mode = render.choose_mode(spec, n, self.config.rasterize_threshold)
         if mode == STANDARD and spec.kind in ("scatter", "line") and n > self.config.standard_max_rows:
             raise ValueError(f"Standard mode would send all {n:,} points to your browser (limit "
@@ -455,8 +466,13 @@ class PlotApp(pn.viewable.Viewer):
         try:
             action()
         except USER_ERRORS as exc:
-            self._show_error(exc)
-            self.extras.error, self.error = self.error, ""
+            self._show_beside_fields(exc)
+
+    def _show_beside_fields(self, exc: Exception) -> None:
+        """Show the sentence beside the formula and filter fields (their card opens), not at the top."""
+        self._show_error(exc)
+        self.extras.error, self.error = self.error, ""
+        self._extras_card.collapsed = False
 
     @param.depends("extras.add_column", watch=True)
     def add_column(self) -> None:

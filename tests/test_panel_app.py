@@ -316,3 +316,15 @@ def test_column_pickers_offer_the_columns_in_the_files_order(app, tmp_path):
     type_in(app, "Formula", "gamma + 1")
     click(app, "Add column")
     assert "Columns: zeta, alpha, q10, q2, beta." in error_text(app)
+
+
+def test_a_filter_that_leaves_no_row_is_explained_beside_the_filters_whose_card_opens(app):
+    from tests.panel_page import field_error_text
+    _plot(app, "good.txt")
+    card = next(c for c in app.__panel__().select(pn.Card) if c.title == "Derived columns and filters")
+    assert card.collapsed
+    type_in(app, "Filter column", "t")
+    type_in(app, "min", "1e9")
+    click(app, "Add filter")
+    assert "filters exclude every row" in field_error_text(app) and not app.error  # beside, not at the top
+    assert not card.collapsed

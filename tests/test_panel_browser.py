@@ -257,6 +257,30 @@ def test_closing_the_tab_while_the_plot_redraws_logs_no_traceback(browser, app_u
     assert "Traceback" not in written and "Uncaught exception" not in written, written[-3000:]
 
 
+def test_a_bad_formula_or_a_filter_that_leaves_no_row_is_explained_beside_it(page):
+    from playwright.sync_api import expect
+    _open(page, "small/junction.txt")
+    beside, top = page.locator(".nh-field-error"), page.locator(".nh-error")
+    page.get_by_text("Derived columns and filters").click()
+    page.get_by_role("textbox", name="New column name").fill("r")
+    page.get_by_role("textbox", name="Formula").fill("q1 +* 2")
+    page.get_by_role("button", name="Add column").click()
+    expect(beside).to_contain_text("The formula is not valid")
+    expect(top).to_be_hidden()
+    formula = page.get_by_role("textbox", name="Formula").bounding_box()
+    sentence = beside.bounding_box()
+    filters = page.get_by_role("combobox", name="Filter column").bounding_box()
+    assert formula["y"] < sentence["y"] < filters["y"]  # right under the formula, above the filter fields
+    page.get_by_role("combobox", name="Filter column").select_option("t")
+    page.get_by_role("textbox", name="min", exact=True).fill("1e9")
+    page.get_by_role("textbox", name="min", exact=True).press("Enter")
+    page.get_by_role("button", name="Add filter").click()
+    expect(beside).to_contain_text("the filters exclude every row")
+    expect(top).to_be_hidden()
+    page.get_by_role("button", name="Clear filters and columns").click()
+    expect(beside).to_be_hidden()
+
+
 def test_png_export_downloads_a_decodable_png_of_the_plot_size(page):
     from PIL import Image
     from playwright.sync_api import expect

@@ -107,8 +107,11 @@ def notebook_source(spec, data_path: Path, fmt: str, options: dict, columns: lis
     cells = [("markdown", f"# {text.markdown(spec.title or 'Plot of ' + Path(data_path).name)}\n\n"
               f"Made with the NebulaHub plot app on {datetime.now():%Y-%m-%d %H:%M}. Run all cells to "
               "reproduce the plot; edit the code to go further.")]
-    cells.append(("code", "import numpy as np\nimport pandas as pd\nimport holoviews as hv\nimport hvplot.pandas  # noqa: F401\n"
-                          "hv.extension('bokeh', inline=True)  # Bokeh's JavaScript in the notebook: it renders offline"))
+    # Bokeh's JavaScript goes into the notebook, so it renders offline; before hvplot's import, which
+    # would otherwise load it from a CDN first (and then inline=True no longer inlines it)
+    cells.append(("code", "import numpy as np\nimport pandas as pd\nimport holoviews as hv\n"
+                          "hv.extension('bokeh', inline=True)  # Bokeh's JavaScript in the notebook: it renders offline\n"
+                          "import hvplot.pandas  # noqa: F401"))
     cells.append(("code", _load_code(Path(data_path), fmt, options)))
     renames = {k: v for k, v in spec.rename.items() if v and v != k}
     if renames:

@@ -148,3 +148,51 @@ def check_notebook(data, spec: PlotSpec, mode: str) -> None:
         np.testing.assert_allclose(np.asarray(notebook_df[column], dtype=float),
                                    np.asarray(expected[column], dtype=float), equal_nan=True,
                                    err_msg=f"{column} of {json.dumps(saved.to_dict())}")
+
+
+def test_the_notebook_opens_in_a_new_tab_and_its_plot_renders_with_the_network_blocked(tmp_path):
+    """'Open as notebook' links the notebook for a new tab; run, its rasterized plot draws in Chromium
+    with every request off this machine refused: Bokeh's JavaScript is inside the notebook."""
+    import asyncio
+    import re
+
+    import nbclient
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    from panel_apps.app import PlotApp
+    from panel_apps.config import PlotAppConfig
+    from panel_apps.sample_data import main as sample_data
+    from tests.browser import chromium_page
+    from tests.panel_page import click, type_in
+
+    sample_data(["--out", str(tmp_path / "run.txt"), "--rows", "3000"])
+    app = PlotApp(PlotAppConfig(home=str(tmp_path), data_roots=[], rasterize_threshold=1000))
+    type_in(app, "…or type a path inside the folder", "run.txt")
+    click(app, "Preview")
+    asyncio.run(app.load())
+    app.write_notebook()
+    link = re.search(r'<a href="\.\./lab/tree/([^"]+)" target="_blank" rel="noopener">', app.status)
+    assert link, app.status  # opens JupyterLab in a new tab; the app stays in its own
+    nb = nbformat.read(tmp_path / link.group(1), as_version=4)
+    nbclient.NotebookClient(nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    (tmp_path / "notebook.html").write_text(HTMLExporter().from_notebook_node(nb)[0])
+
+    refused = []
+
+    def only_this_machine(route):
+        if re.match(r"(file|data|blob|about):|https?://(127\.0\.0\.1|localhost|\[::1\])[:/]", route.request.url):
+            route.continue_()
+        else:
+            refused.append(route.request.url)
+            route.abort()
+
+    with chromium_page() as page:
+        page.context.route("**/*", only_this_machine)
+        page.goto((tmp_path / "notebook.html").as_uri())
+        page.wait_for_function("() => window.Bokeh && Bokeh.documents.some(d => Array.from(d.all_models)"
+                               ".some(m => m.type === 'Image'))", timeout=60_000)
+        canvas = page.locator(".bk-Canvas canvas, canvas").first
+        canvas.wait_for(state="visible", timeout=30_000)
+        assert canvas.bounding_box()["width"] > 100
+    assert refused  # the page did reach out (the HTML page's own scripts): nothing came back, the plot drew

@@ -31,6 +31,7 @@ from .store import JobRow, SavedParameters, TransitionRow, job_dict, now, open_s
 log = logging.getLogger("nebulahub.jobs")
 SHIPPED_APPS = Path(__file__).resolve().parent.parent / "apps"
 LIVE = [s.value for s in JobState if not s.is_final]
+QUICK_LOOK = 0.1  # seconds between the first looks after a submission (doubling up to poll_interval)
 
 
 class NotFound(LookupError):
@@ -62,6 +63,7 @@ class JobEngine:
         self.listeners: dict[str, set[asyncio.Queue]] = defaultdict(set)
         self._loop_task: Optional[asyncio.Task] = None
         self._wake = asyncio.Event()  # a job was just handed over: look at once
+        self._quick = QUICK_LOOK  # seconds until the next look while a new job may be starting
         self._tasks: set[asyncio.Task] = set()
 
     # ---- backends ----------------------------------------------------------------------------
@@ -293,11 +295,17 @@ class JobEngine:
                 await self.poll_once()
             except Exception:  # the loop outlives any one failure
                 log.exception("Watching jobs failed")
+            # right after a submission the next looks come quickly (0.1 s, 0.2 s, ...) so a job
+            # its batch system starts at once is seen executing at once; then every poll_interval
+            wait = min(self._quick, self.cfg.poll_interval)
+            self._quick = min(self._quick * 2, self.cfg.poll_interval)
             try:
-                await asyncio.wait_for(self._wake.wait(), self.cfg.poll_interval)
+                await asyncio.wait_for(self._wake.wait(), wait)
             except asyncio.TimeoutError:
                 pass
-            self._wake.clear()
+            if self._wake.is_set():
+                self._wake.clear()
+                self._quick = QUICK_LOOK
 
     async def poll_once(self) -> None:
         def live():

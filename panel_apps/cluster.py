@@ -31,8 +31,10 @@ from .settings import RASTERIZED, plot_settings
 
 log = logging.getLogger(__name__)
 COMPUTE_CHOICES = {"Automatic": "auto", "My server": "server", "Dask cluster": "cluster"}
-PART_BYTES = 512 << 20        # few, large partitions
-MEMORY_SHARE = 0.6            # of the workers' memory the partitions may fill (dask's target)
+PART_BYTES = 512 << 20        # few, large partitions: at most this ...
+PART_SHARE = 0.25             # ... and at most this share of a worker's memory limit
+HELD_SHARE = 0.8              # a worker holding the table stays under this share of its limit ...
+WORKER_BASE = 400 << 20       # ... with its own needs (Python, Dask, Datashader's kernels) counted
 FRAME_TIMEOUT = 300.0
 _PARTS: dict[str, list] = {}  # partitions held on the cluster, by table (this process)
 _PARTS_LOCK = threading.Lock()
@@ -147,12 +149,37 @@ def start_cluster(progress: Callable) -> tuple:
         raise ClusterFailed(str(exc)) from None
 
 
+def worker_memory(manager) -> tuple[list[str], int]:
+    """(the workers' addresses, the smallest memory limit among them in bytes)."""
+    workers = manager.client.scheduler_info().get("workers", {})
+    limits = [w.get("memory_limit") or 0 for w in workers.values()]
+    limit = min(limits) if limits and all(limits) else manager.settings.worker_memory_bytes
+    return sorted(workers), int(limit)
+
+
+def table_layout(rows: int, columns: int, workers: int, limit: int) -> tuple[list[tuple[int, int]], bool]:
+    """(row ranges of the partitions, held in the workers' memory?) of a table of ``rows`` x
+    ``columns`` float64 on ``workers`` workers whose memory limit is ``limit`` bytes.
+
+    Partitions are at most :data:`PART_BYTES` and a quarter of a worker's limit. The table is held
+    in memory only if every worker stays under :data:`HELD_SHARE` of its limit with its share of the
+    partitions, one more (partitions do not always split evenly, and a worker that takes over a lost
+    one loads it beside its own) and :data:`WORKER_BASE`; else the workers read the cache at each
+    frame, a slice at a time, and nothing of the table stays in their memory."""
+    nbytes = rows * 8 * columns
+    part_bytes = max(1, min(PART_BYTES, int(limit * PART_SHARE)))
+    ranges = partitions(rows, max(workers, math.ceil(nbytes / part_bytes)))
+    biggest = max((b - a for a, b in ranges), default=0) * 8 * columns
+    per_worker = math.ceil(len(ranges) / max(1, workers)) + 1
+    return ranges, per_worker * biggest + WORKER_BASE <= HELD_SHARE * limit
+
+
 def hold_table(manager, plan: TablePlan, workers: int) -> tuple[list, bool]:
     """The table's partitions on the workers (loaded once per table and process); (futures, in memory?)."""
-    nbytes = plan.rows * 8 * len(set(plan.columns.values()))
-    in_memory = nbytes <= MEMORY_SHARE * workers * manager.settings.worker_memory_bytes
-    n = max(workers, math.ceil(nbytes / PART_BYTES))
     names = tuple(dict.fromkeys(plan.columns.values()))
+    addresses, limit = worker_memory(manager)
+    ranges, in_memory = table_layout(plan.rows, len(names), workers, limit)
+    n = len(ranges)
     key = json.dumps([plan.entry, plan.identity, names, n, in_memory, manager.id], sort_keys=True, default=str)
     with _PARTS_LOCK:
         parts = _PARTS.get(key)
@@ -160,10 +187,11 @@ def hold_table(manager, plan: TablePlan, workers: int) -> tuple[list, bool]:
             for old in list(_PARTS):  # one table at a time per server: the previous one is released
                 del _PARTS[old]
             client = manager.client
-            ranges = partitions(plan.rows, n)
-            parts = client.map(Rows.load, [plan.entry] * len(ranges), [plan.identity] * len(ranges),
-                               [names] * len(ranges), [a for a, _ in ranges], [b for _, b in ranges],
-                               [in_memory] * len(ranges), pure=False)
+            parts = []
+            for i, (a, b) in enumerate(ranges):  # spread evenly; another worker if that one is gone
+                where = {"workers": [addresses[i % len(addresses)]], "allow_other_workers": True} if addresses else {}
+                parts.append(client.submit(Rows.load, plan.entry, plan.identity, names, a, b, in_memory,
+                                           pure=False, **where))
             _PARTS[key] = parts
     deadline = time.monotonic() + manager.settings.start_timeout
     for part in parts:  # the client is not the process default: wait on each future
@@ -251,7 +279,7 @@ async def draw_on_cluster(app, spec, ticket: int) -> bool:
     app.show_raster(spec, settings, render.RasterFigure(None, settings, on_update=app._show_view,
                                                         aggregator=view.aggregate, extent=(x0, y0)), view)
     where = f"{manager.ready_workers()} Dask worker{'s' if manager.ready_workers() != 1 else ''} ({manager.label})"
-    held = "held in their memory" if in_memory else "read from your cache at each frame (larger than their memory)"
+    held = "held in their memory" if in_memory else "read from your cache at each frame (too large for their memory)"
     link = manager.dashboard_link
     app.mode_text = (f"**Rasterized** (Datashader on {where}, {rows:,} rows {held})"
                      + (f" · [Dask dashboard]({link})" if link else ""))

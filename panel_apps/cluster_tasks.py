@@ -2,9 +2,11 @@
 
 The workers read the user's cache entry themselves (a filesystem they share with the user's
 server, as the user): :class:`Rows` is one partition, rows ``start:stop`` of the plotted columns,
-copied into the worker's memory when the admin's workers have room for the whole table
-("persisted"), else mapped from the cache file and read through the page cache at every frame
-(data larger than the workers' memory still plots). The entry is opened with the same checks as
+read from the cache files straight into arrays in the worker's memory when the admin's workers
+have room for the whole table ("persisted"), else read again at every frame, ~64 MB at a time
+into buffers reused from slice to slice (data larger than the workers' memory still plots). The
+cache is read, never mapped, on workers: Dask's nanny counts a worker's resident memory, which
+includes every mapped page the worker has touched, and kills the worker at 95 % of its limit. The entry is opened with the same checks as
 in the server (:func:`panel_apps.colcache.open_entry`: the user's own files, no links, the
 recorded source identity).
 
@@ -21,17 +23,21 @@ This module imports numpy and pandas only (workers need nothing of Panel or Boke
 from __future__ import annotations
 
 import math
+import os
+import stat
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from . import aggregate as engine
-from .colcache import CachedColumns, open_entry
+from .colcache import _FLAGS, CachedColumns, open_entry
 
 _WARM = threading.Lock()
 _WARMED = False
+SLICE_BYTES = 64 << 20  # of all a partition's columns together, per step of a frame
 
 
 @dataclass(frozen=True)
@@ -55,44 +61,94 @@ class TablePlan:
 
 
 class Rows:
-    """One partition: rows ``start:stop`` of some cache columns (names as in the cache)."""
+    """One partition: rows ``start:stop`` of some cache columns (names as in the cache); ``arrays``
+    holds them when the partition is kept in the worker's memory, else they are read per frame."""
 
     def __init__(self, entry: str, identity: dict, names: tuple, start: int, stop: int,
                  arrays: dict | None = None):
         self.entry, self.identity, self.names = entry, identity, tuple(names)
         self.start, self.stop, self.arrays = start, stop, arrays
-        self._cached: CachedColumns | None = None  # keeps the mapping while the partition lives
 
     @classmethod
     def load(cls, entry: str, identity: dict, names: tuple, start: int, stop: int,
              in_memory: bool) -> "Rows":
+        _start_warm_up()  # Datashader's kernels compile while the table loads
         rows = cls(entry, identity, names, start, stop)
-        if in_memory:
-            rows.arrays = {n: np.array(v) for n, v in rows._mapped().items()}
-        else:
-            rows._mapped()  # fail here, not at the first frame, if the worker cannot open it
+        with rows._files() as files:  # fails here, not at the first frame, if the worker cannot read it
+            if in_memory:
+                arrays = {}
+                for name, fd in files.items():  # read into the array itself: no second copy
+                    arrays[name] = np.empty(stop - start, dtype="<f8")
+                    _read_into(fd, arrays[name], start)
+                rows.arrays = arrays
         return rows
 
-    def _mapped(self) -> dict:
-        cached = self._cached or open_entry(Path(self.entry), self.identity)
+    @contextmanager
+    def _files(self):
+        """The partition's column files, opened with the cache's checks (descriptors by name)."""
+        cached: CachedColumns | None = open_entry(Path(self.entry), self.identity)
         if cached is None:
             raise OSError(f"The Dask worker cannot open your cache folder {self.entry} (it must "
                           "be on a filesystem the worker machines share, and yours).")
-        self._cached = cached if self.arrays is None else None
-        return {n: cached.column(n)[self.start:self.stop] for n in self.names}
+        fds: dict[str, int] = {}
+        try:
+            for name in self.names:
+                fd = fds[name] = os.open(cached.files[name], _FLAGS, dir_fd=cached._fd)
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_size < cached.rows * 8 \
+                        or self.stop > cached.rows:
+                    raise OSError(f"cache column {cached.files[name]} is not the one written")
+            yield fds
+        finally:
+            for fd in fds.values():
+                os.close(fd)
 
-    def columns(self) -> dict:
-        return self.arrays if self.arrays is not None else self._mapped()
+    def slices(self):
+        """The partition's columns ~:data:`SLICE_BYTES` at a time: views of the held arrays, or
+        read from the cache into buffers that the next slice reuses (use each before the next)."""
+        step = slice_rows(len(self.names))
+        size = self.stop - self.start
+        if self.arrays is not None:
+            for a in range(0, size, step):
+                yield {n: v[a:a + step] for n, v in self.arrays.items()}
+            return
+        with self._files() as files:
+            buffers = {n: np.empty(min(step, size), dtype="<f8") for n in files}
+            for a in range(self.start, self.stop, step):
+                b = min(a + step, self.stop)
+                data = {}
+                for name, fd in files.items():
+                    data[name] = buffers[name][:b - a]
+                    _read_into(fd, data[name], a)
+                yield data
 
     @property
     def nbytes(self) -> int:
         return sum(a.nbytes for a in self.arrays.values()) if self.arrays is not None else 0
 
-    def __reduce__(self):  # mapped rows travel as where they are, never as their bytes
+    def __reduce__(self):  # rows read per frame travel as where they are, never as their bytes
         return (Rows, (self.entry, self.identity, self.names, self.start, self.stop, self.arrays))
 
 
-try:  # what dask counts as memory held: the copied bytes (mapped rows are the page cache's)
+def slice_rows(columns: int) -> int:
+    """Rows of one slice of ``columns`` columns: ~:data:`SLICE_BYTES`, a multiple of the chunk."""
+    rows = SLICE_BYTES // (8 * max(1, columns))
+    return max(engine.CHUNK_ROWS, rows // engine.CHUNK_ROWS * engine.CHUNK_ROWS)
+
+
+def _read_into(fd: int, out: np.ndarray, first_row: int) -> None:
+    """Fill ``out`` with float64 rows from ``first_row`` of the column file ``fd`` (pread: the
+    pages stay in the kernel's page cache, outside the worker's resident memory)."""
+    view = memoryview(out).cast("B")
+    offset, done = first_row * 8, 0
+    while done < len(view):
+        got = os.preadv(fd, [view[done:]], offset + done)
+        if got <= 0:
+            raise OSError("the cache column ended before its rows (was it changed meanwhile?)")
+        done += got
+
+
+try:  # what dask counts as memory held: the arrays kept (rows read per frame hold none)
     from dask.sizeof import sizeof as _sizeof
 
     @_sizeof.register(Rows)
@@ -111,13 +167,12 @@ def partitions(rows: int, parts: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
-def table(rows: Rows, plan: TablePlan) -> dict:
-    """The partition's plotted columns after renames, derived columns and filters."""
+def table(data: dict, plan: TablePlan) -> dict:
+    """Plotted columns of some rows (cache name -> values) after renames, derived columns and filters."""
     import pandas as pd
 
     from . import expressions
 
-    data = rows.columns()
     frame = pd.DataFrame({final: data[orig] for final, orig in plan.columns.items()}, copy=False)
     for name, formula in plan.derived.items():
         frame[name] = expressions.evaluate(formula, frame)
@@ -135,9 +190,18 @@ def table(rows: Rows, plan: TablePlan) -> dict:
 
 
 def aggregate_part(rows: Rows, plan: TablePlan, grid: engine.Grid):
-    """(counts, sums or None) of one partition on the grid."""
-    cols = table(rows, plan)
-    return engine.point_sums(cols[plan.x], cols[plan.y], grid, cols[plan.c] if plan.c else None)
+    """(counts, sums or None) of one partition on the grid, slice by slice (bounded memory)."""
+    counts = sums = None
+    for data in rows.slices():
+        cols = table(data, plan)
+        part = engine.point_sums(cols[plan.x], cols[plan.y], grid, cols[plan.c] if plan.c else None)
+        if counts is None:
+            counts, sums = np.array(part[0], dtype=np.int64), (None if part[1] is None else np.array(part[1]))
+        else:
+            counts += part[0]
+            if sums is not None:
+                sums += part[1]
+    return counts, sums
 
 
 def add_parts(parts: list) -> tuple:
@@ -157,16 +221,19 @@ def add_parts(parts: list) -> tuple:
 def extent_part(rows: Rows, plan: TablePlan, logx: bool, logy: bool) -> dict:
     """Per plotted axis: smallest and largest finite value (above zero on a log axis), and rows a
     log axis cannot show; for the first view of a table with formulas or filters."""
-    cols = table(rows, plan)
-    found = {}
-    for axis, name, log in (("x", plan.x, logx), ("y", plan.y, logy)):
-        values = cols[name]
-        with np.errstate(invalid="ignore"):
-            keep = np.isfinite(values) & (values > 0) if log else np.isfinite(values)
-            lo = float(np.min(values, where=keep, initial=np.inf))
-            hi = float(np.max(values, where=keep, initial=-np.inf))
-        found[axis] = (lo, hi, int(values.size - np.count_nonzero(keep)) if log else 0)
-    found["rows"] = int(len(cols[plan.x]))
+    found = {"x": (math.inf, -math.inf, 0), "y": (math.inf, -math.inf, 0), "rows": 0}
+    for data in rows.slices():
+        cols = table(data, plan)
+        for axis, name, log in (("x", plan.x, logx), ("y", plan.y, logy)):
+            values = cols[name]
+            with np.errstate(invalid="ignore"):
+                keep = np.isfinite(values) & (values > 0) if log else np.isfinite(values)
+                lo = float(np.min(values, where=keep, initial=np.inf))
+                hi = float(np.max(values, where=keep, initial=-np.inf))
+            was = found[axis]
+            found[axis] = (min(was[0], lo), max(was[1], hi),
+                           was[2] + (int(values.size - np.count_nonzero(keep)) if log else 0))
+        found["rows"] += int(len(cols[plan.x]))
     return found
 
 
@@ -179,8 +246,8 @@ def add_extents(parts: list[dict]) -> dict:
 
 
 def _start_warm_up() -> None:
-    """After a worker's first frame, compile Datashader's kernels in the background (frames
-    meanwhile use numpy, with the same counts)."""
+    """Compile Datashader's kernels in the background, once per worker, from the first partition
+    it loads (frames meanwhile use numpy, with the same counts)."""
     global _WARMED
     with _WARM:
         if _WARMED:

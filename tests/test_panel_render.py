@@ -255,3 +255,14 @@ def test_hovering_an_empty_pixel_never_says_nan(grid, colour_by, empty):
     out = subprocess.run([node, "-e", script], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == [empty, empty, empty, "1,234.5", "0.000123457"]
+
+
+@pytest.mark.parametrize("size", [1, 4, 9])
+def test_the_marker_size_is_its_width_in_pixels_in_standard_mode(grid, size):
+    """'Size' says pixels: Bokeh draws a marker of that many pixels across (hvPlot's size is an area)."""
+    import holoviews as hv
+    from bokeh.models import Scatter
+    spec = spec_for(size=size, marker="square")
+    figure = hv.render(render.standard_plot(grid.head(50), plot_settings(spec, STANDARD)), backend="bokeh")
+    sizes = {float(g.size) for g in figure.select({"type": Scatter})}
+    assert sizes == {float(size)}, sizes

@@ -38,18 +38,10 @@ import requests  # noqa: E402
 
 from tests.hubproc import HubProcess  # noqa: E402
 from tests.jobs_support import SERVICE, Api, jobs_config  # noqa: E402
+from benchmarks.figures import pct  # noqa: E402
 from tests.slurm import SlurmCluster  # noqa: E402
 
 POLL = 0.5  # the service's poll_interval here (tests' value; the shipped default is 2 s)
-
-
-def pct(values, q):
-    values = sorted(values)
-    if not values:
-        return float("nan")
-    k = (len(values) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
 
 def updated_ms(job: dict) -> float:

@@ -32,16 +32,8 @@ import requests  # noqa: E402
 from tests.hubproc import HubProcess  # noqa: E402
 from tests.nethosts import running_network  # noqa: E402
 from tests.one_double import OneDouble  # noqa: E402
+from benchmarks.figures import pct  # noqa: E402
 from tests.vmimage import prepared_env, requirements, wheelhouse  # noqa: E402
-
-
-def pct(values, q):
-    values = sorted(values)
-    if not values:
-        return float("nan")
-    k = (len(values) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (k - lo)
 
 
 def timed_spawn(hub: HubProcess, user: str, server: str = "") -> dict:

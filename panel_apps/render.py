@@ -41,6 +41,7 @@ __all__ = ["RASTERIZED", "STANDARD", "Aggregate", "RasterFigure", "aggregate", "
            "start_warm_up"]
 _MARGIN_X, _MARGIN_Y = 70, 60  # room Bokeh takes for axes/title, so one pixel is one bin
 _COLOUR_BAR_WIDTH = 90  # the colour bar and its labels, right of the plot
+LOD_MS = 50  # ms after the last wheel event until a zoom's ranges reach the server (Bokeh: 500)
 
 
 def choose_mode(spec, n_rows: int, threshold: int) -> str:
@@ -215,7 +216,11 @@ class RasterFigure:
         fig = figure(width=opts["width"], height=opts["height"], title=text.shown_title(opts["title"]) or None,
                      x_axis_type="log" if self.logx else "linear", y_axis_type="log" if self.logy else "linear",
                      x_range=Range1d(*x0), y_range=Range1d(*y0),
-                     tools="pan,wheel_zoom,box_zoom,reset,save", active_scroll="wheel_zoom")
+                     tools="pan,wheel_zoom,box_zoom,reset,save", active_scroll="wheel_zoom",
+                     # BokehJS reports a wheel zoom's new ranges only once the plot leaves its
+                     # interactive (level-of-detail) state, lod_timeout ms after the last wheel
+                     # event (default 500): the image is redrawn 50 ms after the wheel stops
+                     lod_timeout=LOD_MS, lod_interval=LOD_MS)
         fig.xaxis.axis_label = opts["xlabel"]
         fig.yaxis.axis_label = opts["ylabel"]
         if opts["cnorm"] != "eq_hist":

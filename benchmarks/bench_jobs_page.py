@@ -21,6 +21,7 @@ import argparse
 import os
 import re
 import secrets
+import shutil
 import statistics
 import sys
 import tempfile
@@ -198,6 +199,7 @@ def main() -> int:
     finally:
         hub.stop()
         remove_created(registry)
+        shutil.rmtree(work, ignore_errors=True)
     print(f"\n{seeded} jobs of {len(USERS)} users in the jobs database; {args.loads} loads per page "
           f"(Chromium {CHROMIUM}, {os.cpu_count()} cores)")
     for name, figures in results.items():

@@ -30,18 +30,21 @@ def allowed_origins() -> list[str]:
     return [o for o in os.environ.get("NEBULAHUB_PUBLIC_ORIGINS", "").split() if o]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse the command line and serve until stopped."""
-    parser = argparse.ArgumentParser(prog="python -m panel_apps.launcher")
+def serve_private(create, argv: list[str] | None, *, prog: str, title: str, example_prefix: str,
+                  configure=None, **serve_options) -> int:
+    """Serve the page ``create`` makes the way every NebulaHub page in a user's server is served:
+    on the Unix socket jupyter-server-proxy gives (``--port`` for development only), under the
+    full prefix, websockets only from the hub's public origins, session ids signed with a secret
+    made for this launch. ``configure(parser)`` adds a page's own arguments."""
+    parser = argparse.ArgumentParser(prog=prog)
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--unix-socket", help="listen on this Unix socket (what the hub uses)")
     where.add_argument("--port", type=int, help="listen on 127.0.0.1:PORT (development only)")
-    parser.add_argument("--prefix", default="", help="URL prefix, e.g. /user/alice/nebulahub-plot")
-    parser.add_argument("--no-warm", action="store_true",
-                        help="accepted for compatibility: nothing is compiled at start-up any more")
+    parser.add_argument("--prefix", default="", help=f"URL prefix, e.g. {example_prefix}")
+    if configure is not None:
+        configure(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    from .app import create_app
     prefix = "/" + args.prefix.strip("/") if args.prefix.strip("/") else ""
     listen = ({"unix_socket": args.unix_socket} if args.unix_socket
               else {"port": args.port, "address": "127.0.0.1"})
@@ -49,13 +52,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.unix_socket and not origins:
         logging.getLogger(__name__).warning(
             "No public origin of the hub is known (NEBULAHUB_PUBLIC_ORIGINS): browsers cannot "
-            "open the app's websocket. Set JupyterHub.public_url.")
+            "open the page's websocket. Set JupyterHub.public_url.")
     # signed session ids (a secret made for this launch): only sessions this server made can
     # open a websocket
-    pn.serve({"/": create_app}, prefix=prefix, websocket_origin=origins, show=False,
-             start=True, title="Plot data", websocket_max_message_size=64 * 1024 * 1024,
-             sign_sessions=True, secret_key=secrets.token_urlsafe(32), **listen)
+    pn.serve({"/": create}, prefix=prefix, websocket_origin=origins, show=False, start=True,
+             title=title, sign_sessions=True, secret_key=secrets.token_urlsafe(32),
+             **serve_options, **listen)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and serve until stopped."""
+    from .app import create_app
+
+    def no_warm(parser):
+        parser.add_argument("--no-warm", action="store_true",
+                            help="accepted for compatibility: nothing is compiled at start-up any more")
+
+    return serve_private(create_app, argv, prog="python -m panel_apps.launcher", title="Plot data",
+                         example_prefix="/user/alice/nebulahub-plot", configure=no_warm,
+                         websocket_max_message_size=64 * 1024 * 1024)
 
 
 if __name__ == "__main__":

@@ -49,6 +49,23 @@ def servers_with_jobs_config(server_homes, job_homes, local_accounts, db_url: st
     """) + local_accounts.config
 
 
+def cloud_config(cloud, nethosts, hub_id: str) -> str:
+    """Config lines for the cloud backend's VMs: the OpenNebula double's endpoint, its namespace
+    hosts' login, quick polls (added after the ``JobsService.backends`` line)."""
+    return f"""
+        c.JobsService.max_vms = 3
+        c.OpenNebulaProvider.endpoint = "{cloud.endpoint}"
+        c.OpenNebulaProvider.template_id = 0
+        c.OpenNebulaProvider.hub_id = "{hub_id}"
+        c.OpenNebulaProvider.ssh_user = "{nethosts.ssh_user}"
+        c.OpenNebulaProvider.ready_timeout = 20
+        c.OpenNebulaProvider.poll_interval = 0.2
+        c.OpenNebulaProvider.home_storage = "none"
+        c.MachineAccess.ssh_timeout = 15
+        c.MachineAccess.release_retry_interval = 1
+    """
+
+
 def wait_for_service(hub, timeout: float = 60) -> None:
     """Until the hub-managed jobs service answers (503 while it starts)."""
     deadline = time.monotonic() + timeout

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from tests.hubproc import HubProcess
-from tests.jobs_support import SERVICE, Api, jobs_config, make_user
+from tests.jobs_support import SERVICE, Api, cloud_config, jobs_config, make_user, wait_for_service
 from tests.one_double import OneDouble
 
 pytestmark = pytest.mark.integration
@@ -40,22 +40,10 @@ def hub(tmp_path_factory, cloud, nethosts, vm_python_env, homes, local_accounts)
         c.JobsService.backends = {{"cloud": {{
             "python_env": "{vm_python_env}", "poll_interval": 0.3, "sweep_interval": 1,
             "state_dir": "{d}/cloud-jobs", "limits": {{"nodes": 2}}}}}}
-        c.JobsService.max_vms = 3
-        c.OpenNebulaProvider.endpoint = "{cloud.endpoint}"
-        c.OpenNebulaProvider.template_id = 0
-        c.OpenNebulaProvider.hub_id = "hub-under-test"
-        c.OpenNebulaProvider.ssh_user = "{nethosts.ssh_user}"
-        c.OpenNebulaProvider.ready_timeout = 20
-        c.OpenNebulaProvider.poll_interval = 0.2
-        c.OpenNebulaProvider.home_storage = "none"
-        c.MachineAccess.ssh_timeout = 15
-        c.MachineAccess.release_retry_interval = 1
-    """), env={"NEBULAHUB_ONE_AUTH": "hubacct:cloud-secret-pw"})
+    """ + cloud_config(cloud, nethosts, "hub-under-test")),
+        env={"NEBULAHUB_ONE_AUTH": "hubacct:cloud-secret-pw"})
     h.start()
-    deadline = time.monotonic() + 60
-    while requests.get(f"{h.url}{SERVICE}/api/apps", timeout=5).status_code == 503:
-        assert time.monotonic() < deadline, h.log()[-3000:]
-        time.sleep(0.5)
+    wait_for_service(h)
     yield h
     h.stop()
 

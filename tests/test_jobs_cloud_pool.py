@@ -23,7 +23,7 @@ from jobforms.backends import CloudBackend
 from machines import MachineRequest
 
 from tests.hubproc import HubProcess
-from tests.jobs_support import SERVICE, Api, jobs_config, make_user, wait_for_service
+from tests.jobs_support import SERVICE, Api, cloud_config, jobs_config, make_user, wait_for_service
 # the OpenNebula double and its clean-up after each test (autouse), shared with SSH mode's tests
 from tests.test_jobs_cloud import (EVERY_STATE, clean_cloud, cloud,  # noqa: F401
                                    live_vms, wait_no_live_vms)
@@ -144,16 +144,8 @@ def hub(tmp_path_factory, cloud, nethosts, pool, startd, homes, local_accounts):
             "limits": {{"nodes": 2}}, "command_env": {pool.env!r},
             "pool": {{"context": {{"CONDOR_HOST": "cm.pool.test"}},
                       "join_timeout": {JOIN_TIMEOUT}}}}}}}
-        c.JobsService.max_vms = 3
-        c.OpenNebulaProvider.endpoint = "{cloud.endpoint}"
-        c.OpenNebulaProvider.template_id = 0
-        c.OpenNebulaProvider.hub_id = "hub-under-test-pool"
-        c.OpenNebulaProvider.ssh_user = "{nethosts.ssh_user}"
-        c.OpenNebulaProvider.ready_timeout = 20
-        c.OpenNebulaProvider.poll_interval = 0.2
-        c.OpenNebulaProvider.home_storage = "none"
-        c.MachineAccess.release_retry_interval = 1
-    """), env={"NEBULAHUB_ONE_AUTH": "hubacct:cloud-secret-pw"})
+    """ + cloud_config(cloud, nethosts, "hub-under-test-pool")),
+        env={"NEBULAHUB_ONE_AUTH": "hubacct:cloud-secret-pw"})
     h.start()
     wait_for_service(h)
     yield h

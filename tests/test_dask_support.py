@@ -99,6 +99,7 @@ class Owner:
              f"{user.python_env}/bin/python", str(script)], cwd=str(user.home), env=base, stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=self._err, text=True, start_new_session=True)
         self.lines: list[dict] = []
+        self._pending = b""  # what the program wrote after the last whole line read
 
     @property
     def pid(self) -> int:
@@ -108,12 +109,18 @@ class Owner:
         return int(out[0]) if out else self.proc.pid
 
     def _read(self, timeout: float) -> dict | None:
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        if not ready:
-            return None
-        line = self.proc.stdout.readline()
-        if not line:
-            return None
+        # lines are split here from raw reads of the pipe: a buffered readline() could take two
+        # lines that arrived together and leave the second where select() never sees it
+        while b"\n" not in self._pending:
+            ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+            if not ready:
+                return None
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                return None
+            self._pending += chunk
+        raw, self._pending = self._pending.split(b"\n", 1)
+        line = raw.decode("utf-8", "replace")
         try:
             found = json.loads(line)
         except ValueError:

@@ -98,13 +98,16 @@ def public(ad: dict, attributes: list[str] | None) -> dict:
 
 
 def knob() -> dict:
-    """``next_job.json``: how the next submitted job behaves (consumed by that submit)."""
+    """``next_job.json``: how the next submitted job behaves (consumed by that submit).
+
+    Called under ``locked()``: two submits at once (dask-jobqueue scaling to two workers) must
+    not both read it, nor the second fail on the file the first removed."""
     path = state_dir() / "next_job.json"
     try:
         text = path.read_text()
+        path.unlink()
     except FileNotFoundError:
         return {}
-    path.unlink()
     return json.loads(text)
 
 
@@ -188,8 +191,8 @@ def submit(argv: list[str]) -> int:
             else None
         if name:
             custom[name] = _classad_value(description[key])
-    setting = knob()
     with locked():
+        setting = knob()
         counter = state_dir() / "counter"
         cluster = int(counter.read_text() or 0) + 1 if counter.exists() else 1
         counter.write_text(str(cluster))

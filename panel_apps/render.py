@@ -7,8 +7,9 @@ Two modes, never a silent sample:
   (:mod:`panel_apps.aggregate`: Datashader, or its numpy twin while Datashader's kernels are not
   compiled yet); every zoom or pan (Bokeh ``RangesUpdate``) re-aggregates the new range. Log axes
   are binned in log space, because HoloViews' ``rasterize`` ignores them (holoviews#2195). The
-  image keeps the raw counts/means so hover shows values; colours are mapped with Bokeh's
-  equal-histogram mapper (what Datashader's ``eq_hist`` does on the server), with a colour bar.
+  browser gets the frame coloured on the server (:mod:`panel_apps.shading`, equal-histogram) and
+  only paints it; the raw counts/means travel beside the colours when hover is on, so hover shows
+  values; the colour bar's ticks follow each frame.
   Markers keep their size (in pixels) and shape: each row's pixel is spread over the marker.
 
 Axis ranges come from the cache's column statistics when the table carries them
@@ -23,17 +24,25 @@ Datashader and HoloViews are imported when first needed, not with this module.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import pandas as pd
 from bokeh.events import RangesUpdate
-from bokeh.models import ColorBar, ColumnDataSource, CustomJSHover, EqHistColorMapper, HoverTool, Range1d
+from bokeh.models import (
+    ColorBar,
+    ColumnDataSource,
+    CustomJSHover,
+    FixedTicker,
+    HoverTool,
+    LinearColorMapper,
+    Range1d,
+)
 from bokeh.plotting import figure
 
 from . import aggregate as engine
-from . import text
+from . import shading, text
 from .settings import PALETTE_STEPS, RASTERIZED, STANDARD, hvplot_keywords
 
 __all__ = ["RASTERIZED", "STANDARD", "Aggregate", "RasterFigure", "aggregate", "choose_mode", "finish", "grid_of",
@@ -41,7 +50,19 @@ __all__ = ["RASTERIZED", "STANDARD", "Aggregate", "RasterFigure", "aggregate", "
            "start_warm_up"]
 _MARGIN_X, _MARGIN_Y = 70, 60  # room Bokeh takes for axes/title, so one pixel is one bin
 _COLOUR_BAR_WIDTH = 90  # the colour bar and its labels, right of the plot
-LOD_MS = 50  # ms after the last wheel event until a zoom's ranges reach the server (Bokeh: 500)
+LOD_MS = 0  # ms after a wheel event until a zoom's ranges go to the server (Bokeh: 500, then 300 more)
+
+
+def hover_values(image: np.ndarray, settings: dict) -> np.ndarray:
+    """The numbers the hover shows, in as few bytes as they need (they travel with every frame):
+    counts as the smallest unsigned integers that hold them (0 where no row falls), means as
+    float32 (NaN where no row falls)."""
+    if settings["aggregator"] == "mean":
+        return image.astype(np.float32, copy=False)
+    counts = np.nan_to_num(image, nan=0.0)
+    top = float(counts.max(initial=0))
+    kind = next(t for t in (np.uint8, np.uint16, np.uint32, np.float64) if t is np.float64 or top <= np.iinfo(t).max)
+    return counts.astype(kind)
 
 
 def choose_mode(spec, n_rows: int, threshold: int) -> str:
@@ -186,10 +207,10 @@ def _rows_inside(x: np.ndarray, y: np.ndarray, x_range, y_range) -> int:
     return inside
 
 
-def palette(cmap) -> list[str]:
+def palette(cmap, steps: int = PALETTE_STEPS) -> list[str]:
     """The colours of a colour map (a name or a list), resolved as HoloViews resolves it for the notebook."""
     from holoviews.plotting.util import process_cmap
-    return process_cmap(cmap, PALETTE_STEPS)
+    return process_cmap(cmap, steps)
 
 
 class RasterFigure:
@@ -212,34 +233,45 @@ class RasterFigure:
         self.bins = (settings["bins"], settings["bins"]) if settings["bins"] else None
         x0, y0 = extent if extent is not None else (column_range(frame, settings["x"], self.logx),
                                                      column_range(frame, settings["y"], self.logy))
-        self.source = ColumnDataSource({"image": [], "x": [], "y": [], "dw": [], "dh": []})
+        self.hover = "hover" in opts["tools"]
+        # the frame's colours (uint32 RGBA, shaded here) and, for the hover, its numbers
+        self.source = ColumnDataSource({"image": [], "x": [], "y": [], "dw": [], "dh": [],
+                                        **({"value": []} if self.hover else {})})
         fig = figure(width=opts["width"], height=opts["height"], title=text.shown_title(opts["title"]) or None,
                      x_axis_type="log" if self.logx else "linear", y_axis_type="log" if self.logy else "linear",
-                     x_range=Range1d(*x0), y_range=Range1d(*y0),
+                     # the browser's ranges are not echoed back property by property: the server
+                     # learns a zoom from its RangesUpdate event (one message instead of three)
+                     x_range=Range1d(*x0, syncable=False), y_range=Range1d(*y0, syncable=False),
                      tools="pan,wheel_zoom,box_zoom,reset,save", active_scroll="wheel_zoom",
                      # BokehJS reports a wheel zoom's new ranges only once the plot leaves its
                      # interactive (level-of-detail) state, lod_timeout ms after the last wheel
-                     # event (default 500): the image is redrawn 50 ms after the wheel stops
+                     # event (default 500): with 0 the ranges go at the first paint after each
+                     # wheel notch (a spin sends several; the server draws only the latest)
                      lod_timeout=LOD_MS, lod_interval=LOD_MS)
         fig.xaxis.axis_label = opts["xlabel"]
         fig.yaxis.axis_label = opts["ylabel"]
         if opts["cnorm"] != "eq_hist":
             raise ValueError(f"Unsupported colour normalisation {opts['cnorm']!r}.")
-        self.mapper = EqHistColorMapper(palette=palette(opts["cmap"]), nan_color=(0, 0, 0, 0))
+        # the picture holds palette entries 1..255 (0: no row, transparent), chosen here by rank
+        self.mapper = LinearColorMapper(palette=palette(opts["cmap"], shading.COLOURS), low=0.5,
+                                        high=shading.COLOURS + 0.5, low_color=(0, 0, 0, 0))
         image = fig.image(image="image", x="x", y="y", dw="dw", dh="dh", source=self.source,
                           color_mapper=self.mapper, global_alpha=opts["alpha"])
         hover = settings["hover"]
         self.value_name = hover["value"]
-        if "hover" in opts["tools"]:
+        if self.hover:
             # an empty pixel holds no row: '0' rows, or '–' for a mean, never 'NaN'
             empty = "'–'" if settings["aggregator"] == "mean" else "'0'"
             value = CustomJSHover(code=f"return Number.isFinite(value) ? value.toLocaleString('en', "
                                        f"{{maximumSignificantDigits: 6}}) : {empty};")
-            fig.add_tools(HoverTool(renderers=[image], formatters={"@image": value}, tooltips=[
+            fig.add_tools(HoverTool(renderers=[image], formatters={"@value": value}, tooltips=[
                 # labels are set as text: no escaping needed
-                (hover["x"], "$x{0.[000]e}"), (hover["y"], "$y{0.[000]e}"), (hover["value"], "@image{custom}")]))
-        if opts["colorbar"]:
-            fig.add_layout(ColorBar(color_mapper=self.mapper, title=opts.get("clabel")), "right")
+                (hover["x"], "$x{0.[000]e}"), (hover["y"], "$y{0.[000]e}"), (hover["value"], "@value{custom}")]))
+        self.colour_bar = None
+        if opts["colorbar"]:  # the palette from the lowest value to the highest, ticks at their ranks
+            self.colour_bar = ColorBar(color_mapper=self.mapper, title=opts.get("clabel"), ticker=FixedTicker(ticks=[]),
+                                       major_label_overrides={})
+            fig.add_layout(self.colour_bar, "right")
         fig.on_event(RangesUpdate, self._on_ranges)
         self.figure = fig
         self.last: Aggregate | None = None
@@ -272,7 +304,13 @@ class RasterFigure:
         """Aggregate the given ranges and push the image to the browser."""
         agg = self.aggregator(self.frame, self.settings, x_range, y_range, *self.canvas_size())
         (xa, xb), (ya, yb) = agg.x_range, agg.y_range
-        self.source.data = {"image": [agg.image], "x": [xa], "y": [ya], "dw": [xb - xa], "dh": [yb - ya]}
+        shaded = shading.shade(agg.image, bar_pixels=self.canvas_size()[1])
+        self.source.data = {"image": [shaded.index], "x": [xa], "y": [ya], "dw": [xb - xa], "dh": [yb - ya],
+                            **({"value": [hover_values(agg.image, self.settings)]} if self.hover else {})}
+        ticks = [0.5 + t * shading.COLOURS for t in shaded.ticks]  # rank -> place on the mapper's scale
+        if self.colour_bar is not None and list(self.colour_bar.ticker.ticks) != ticks:
+            self.colour_bar.major_label_overrides = dict(zip(ticks, shaded.labels))  # labels first
+            self.colour_bar.ticker.ticks = ticks
         self.last = agg
         if self.on_update:
             self.on_update(agg)
@@ -316,7 +354,7 @@ def histogram_bins(frame: pd.DataFrame, settings: dict, x_range=None):
     On a log axis the bins span the values above zero (the notebook's ``bin_range`` says the same).
     """
     import holoviews as hv
-    import holoviews.plotting.bokeh  # noqa: F401  registers the backend .opts() validates against
+    import holoviews.plotting.bokeh  # registers the backend .opts() validates against
     x, bins, opts = settings["x"], settings["bins"], settings["options"]
     logx = opts["logx"]
     values = frame[x].to_numpy()

@@ -54,6 +54,86 @@ def test_once_datashader_has_compiled_the_same_call_gives_the_same_pixels(rows):
     assert np.array_equal(aggregate.points(x, y, grid)[0], cold)
 
 
+@pytest.mark.parametrize("logx", [False, True])
+def test_a_count_split_between_cores_has_exactly_the_pixels_of_one(rows, monkeypatch, logx):
+    x, y, _ = rows
+    grid = Grid(301, 197, (1e-3, 10.0), (-3.0, 4.0), logx, False)
+    aggregate._datashader(x, y, grid, None, "points")  # compiled, as after the warm-up
+    one = aggregate._datashader(x, y, grid, None, "points")[0]
+    monkeypatch.setattr(aggregate, "PARALLEL_ROWS", 1000)
+    monkeypatch.setattr(aggregate, "_threads", lambda: 3)  # uneven parts, more than this machine's cores
+    split = []
+    real = aggregate._parallel_counts
+    monkeypatch.setattr(aggregate, "_parallel_counts", lambda *a: split.append(1) or real(*a))
+    counts, means = aggregate.points(x, y, grid)
+    assert split and means is None
+    assert counts.sum() > 1000 and np.array_equal(counts, one)
+
+
+def test_a_frame_never_waits_for_the_warm_up_compiling_another_kernel(rows):
+    """The warm-up holds Datashader's lock while it compiles a kernel (up to a second): a frame
+    meanwhile is aggregated with numpy, the same pixels, instead of waiting."""
+    import threading
+    x, y, c = rows
+    grid = Grid(64, 48, (0.1, 10.0), (-3.0, 3.0), False, False)
+    aggregate._datashader(x, y, grid, None, "points")
+    aggregate._datashader_sums(x, y, grid, None)
+    expected = aggregate.numpy_points(x, y, grid)[0]
+    held, done = threading.Event(), threading.Event()
+
+    def compiling():
+        with aggregate.DATASHADER_LOCK:
+            held.set()
+            done.wait(30)
+    warm_up = threading.Thread(target=compiling)
+    warm_up.start()
+    try:
+        assert held.wait(10)
+        assert np.array_equal(aggregate.points(x, y, grid)[0], expected)
+        assert np.array_equal(aggregate.point_sums(x, y, grid)[0], expected)
+        assert warm_up.is_alive()  # it returned while the lock was still held
+    finally:
+        done.set()
+        warm_up.join()
+
+
+LAZY_WARM_UP = """
+import time
+import numpy as np
+from panel_apps import aggregate
+from panel_apps.aggregate import Grid, kernel_key
+x, y, c = (np.random.default_rng(1).lognormal(size=5000) for _ in range(3))
+log_grid = Grid(40, 30, (0.1, 10.0), (0.1, 10.0), True, False)
+key = kernel_key("points", False, log_grid, [x, y])
+aggregate.points(x, y, log_grid)           # the first frame: numpy, nothing compiles beside it
+time.sleep(0.5)
+assert not aggregate._READY and aggregate._COMPILER is None, aggregate._READY
+aggregate.start_warm_up()                  # after the first frame: its kind compiles
+deadline = time.monotonic() + 120
+while key not in aggregate._READY:
+    assert time.monotonic() < deadline, "not compiled"
+    time.sleep(0.1)
+mean_grid = Grid(40, 30, (0.1, 10.0), (0.1, 10.0), False, True)
+aggregate.points(x, y, mean_grid, c)       # a new kind: numpy now, compiled after
+mean_key = kernel_key("points", True, mean_grid, [x, y, c])
+while mean_key not in aggregate._READY:
+    assert time.monotonic() < deadline, "the new kind was not compiled"
+    time.sleep(0.1)
+aggregate._COMPILER.join(30)
+print(sorted(map(repr, aggregate._READY)))
+"""
+
+
+def test_only_the_kinds_of_frames_asked_for_are_compiled_one_after_the_other():
+    """After the first frame the warm-up compiles that frame's kind, then each new kind after its
+    first (numpy) frame; not the 32 kinds up front (which held Datashader's lock for ~30 s)."""
+    out = subprocess.run([sys.executable, "-c", LAZY_WARM_UP], capture_output=True, text=True, timeout=300,
+                         cwd=str(Path(__file__).resolve().parents[1]))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == str(sorted(["('points', False, True, False, False)",
+                                             "('points', True, False, True, False)"]))
+
+
 def test_a_fresh_app_process_draws_its_first_frame_without_compiling():
     from panel_apps.prepare import first_frame_check
     report = first_frame_check(rows=20_000)

@@ -9,6 +9,7 @@ import types
 import pytest
 
 REQUIRE_ALL = os.environ.get("NEBULAHUB_REQUIRE_INTEGRATION") == "1"
+pytest_plugins = ["tests.interrupt"]  # a stopped run (SIGTERM) still tears its fixtures down
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -260,3 +260,15 @@ async def test_the_fake_keeps_dask_jobqueues_condor_submit_contract(pool, monkey
     await HTCondorJob._close_job(job_id, job.cancel_command)
     assert not pool.in_queue(job_id)
     assert pool.commands()[0][:3] == ["submit", "-batch-name", "dask-test"]
+
+
+async def test_a_submitted_job_is_found_by_its_id_queued_and_ended(backend, pool, workdir, test_account):
+    """What a restarted service asks before submitting again (condor_q, then condor_history)."""
+    other = make_job(workdir, test_account.name, ["/bin/true"], name="never")
+    assert await backend.find(other) is None   # nothing submitted under that id
+    job = make_job(workdir, test_account.name, ["/bin/sleep", "1"], name="found")
+    job_id = await backend.submit(job)
+    assert await backend.find(job) == job_id   # in the queue
+    await wait_for(backend, job_id, BatchState.COMPLETED)
+    assert await backend.find(job) == job_id   # in the history
+    assert await backend.find(other) is None

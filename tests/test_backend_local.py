@@ -198,3 +198,11 @@ async def test_a_root_service_never_reads_a_control_file_the_job_linked_elsewher
     status = await wait_for(backend, folder, BatchState.FAILED)
     assert os.path.islink(f"{folder}/launcher.log")
     assert status.exit_code == 3 and "the-root-only-secret" not in status.reason
+
+
+async def test_a_started_job_is_found_by_its_control_folder(backend, workdir, test_account):
+    """What a restarted service asks before submitting again."""
+    job = make_job(workdir, test_account.name, ["true"], name="found")
+    assert await backend.find(job) is None
+    folder = await submit(backend, job)
+    assert await backend.find(job) == folder

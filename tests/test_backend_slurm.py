@@ -201,3 +201,15 @@ async def test_a_job_over_its_time_limit_is_noticed_as_timed_out(slurm, over_tim
     status = await wait_for(backend, over_time, BatchState.FAILED, timeout=180)
     assert status.native == "TIMEOUT"
     assert status.reason == "SLURM killed the job at its time limit (TIMEOUT)."
+
+
+async def test_a_submitted_job_is_found_by_its_name_running_and_ended(backend, workdir, test_account):
+    """What a restarted service asks before submitting again (squeue --name, all states)."""
+    other = make_job(workdir, test_account.name, ["true"], name="never-sent", **SMALL)
+    assert await backend.find(other) is None
+    job = make_job(workdir, test_account.name, ["sleep", "1"], name="found", **SMALL)
+    job_id = await backend.submit(job)
+    assert await backend.find(job) == job_id
+    await wait_for(backend, job_id, BatchState.COMPLETED, timeout=60)
+    assert await backend.find(job) == job_id   # ended, still in the controller's memory
+    assert await backend.find(other) is None

@@ -203,6 +203,56 @@ def test_the_service_restarted_mid_job_still_tracks_it_and_loses_none(ada, jobs_
     assert job["state"] == "done", job
 
 
+def _as_if_the_service_stopped_while_submitting(db: str, job_id: str, homes: str) -> str:
+    """Rewrite the jobs database as a service killed inside a submission leaves it: the job
+    submitted, its backend id not saved yet (so still pending); and a second job stored but
+    not handed to its backend at all. Returns the second job's id."""
+    import sqlite3
+    import uuid
+    twin = uuid.uuid4().hex[:12]
+    with sqlite3.connect(db) as c:
+        c.execute("update jobs set backend_id = NULL, state = 'pending' where id = ?", (job_id,))
+        c.execute("delete from transitions where job_id = ? and target != 'pending'", (job_id,))
+        user, app = c.execute("select user, app_id from jobs where id = ?", (job_id,)).fetchone()
+        columns = [r[1] for r in c.execute("pragma table_info(jobs)")]
+        values = {"id": "?", "workdir": "?", "backend_id": "NULL", "exit_code": "NULL",
+                  "results": "'[]'", "machines": "'[]'", "cancel_requested": "0", "clone_of": "NULL"}
+        c.execute(f"insert into jobs ({', '.join(columns)}) select "
+                  f"{', '.join(values.get(col, col) for col in columns)} from jobs where id = ?",
+                  (twin, os.path.join(homes, user, "jobs", f"{app}-{twin}"), job_id))
+        c.execute("insert into transitions (job_id, source, target, at, reason) select ?, source, "
+                  "target, at, reason from transitions where job_id = ? and target = 'pending'",
+                  (twin, job_id))
+    return twin
+
+
+@pytest.mark.parametrize("backend", ["local", "slurm"])
+def test_a_restart_inside_a_submission_neither_runs_the_job_twice_nor_loses_it(
+        ada, jobs_hub, homes, slurm, backend):
+    """The service stopped between handing a job to its batch system and saving the batch id:
+    after the restart it finds the job there by its name and follows it (no second run); a job
+    stored but never handed over is submitted then."""
+    api, _ = ada
+    job_id = api.submit("hello-test", {"repeat": 3, "pause": 2, "backend": backend}).json()["id"]
+    api.wait(job_id, states=("executing",))
+    jobs_hub.stop()
+    twin = _as_if_the_service_stopped_while_submitting(str(jobs_hub.dir / "jobs.sqlite"), job_id, homes)
+    jobs_hub.start()
+    wait_for_service(jobs_hub)
+    job, other = api.wait(job_id, timeout=120), api.wait(twin, timeout=120)
+    assert job["state"] == "done" and other["state"] == "done", (job, other)
+    assert [h["to"] for h in job["history"]] == ["pending", "executing", "terminating", "done"]
+    if backend == "slurm":  # one SLURM job each, never a second one under the same name
+        for one in (job_id, twin):
+            named = slurm.run("squeue", "--noheader", "--states=all", "--format=%i",
+                              f"--name=nebulahub-{one}").stdout.split()
+            assert len(named) == 1, (one, named)
+    else:  # a second launch into the same control folder is refused, so 'done' says: adopted
+        for one in (job_id, twin):
+            workdir = os.path.join(homes, "ada", "jobs", f"hello-test-{one}")
+            assert os.path.isfile(os.path.join(workdir, "hello.txt")), os.listdir(workdir)
+
+
 def test_the_jobs_database_can_be_postgresql(tmp_path, homes, local_accounts, postgres):
     h = HubProcess(tmp_path / "hub", jobs_config(homes, local_accounts, postgres.url))
     h.start()

@@ -203,6 +203,13 @@ class Backend(LoggingConfigurable):
         if the job cannot be expressed here or asks for more than the admin allows;
         :class:`CommandFailed` if the batch system refused it. Not idempotent: a second call
         is a second job (only the local backend refuses a job id it started already).
+    ``await find(job: BatchJob) -> backend_id or None``
+        The id of the batch job :meth:`submit` made for ``job.job_id`` (every backend marks its
+        jobs with it: a SLURM job name, an HTCondor job attribute, a control folder), if the
+        batch system knows it, queued, running or ended; None when it has none.
+        :class:`BackendUnavailable` when it cannot be asked. After a restart the service asks
+        this before submitting a job whose backend id it had not saved yet, so a submission
+        cut short by the restart neither runs twice nor is lost.
     ``await status(backend_ids) -> {backend_id: BackendStatus}``
         Every given job's state, from one round of queries for all of them (one ``squeue`` or
         ``condor_q`` per poll, not one per job). :class:`BackendUnavailable` when the batch
@@ -255,6 +262,9 @@ class Backend(LoggingConfigurable):
                                    *self.submit_options(job)],
                                   input=self.job_script(job), account=job.account)
         return self._job_id_from_submit_output(result.stdout)
+
+    async def find(self, job: BatchJob) -> Optional[str]:
+        raise NotImplementedError
 
     async def status(self, backend_ids: Iterable[str]) -> dict[str, BackendStatus]:
         raise NotImplementedError

@@ -222,6 +222,10 @@ class CloudBackend(Backend):
         self._drive(job.job_id)
         return job.job_id
 
+    async def find(self, job: BatchJob) -> Optional[str]:
+        """The job's record, if :meth:`submit` wrote it (its id is the job's id)."""
+        return job.job_id if self._load(self._checked_id(job.job_id)) is not None else None
+
     async def status(self, backend_ids: Iterable[str]) -> dict[str, BackendStatus]:
         out = {}
         for job_id in dict.fromkeys(backend_ids):
@@ -450,7 +454,9 @@ class CloudBackend(Backend):
         if not rec.remote_id:
             job = pool.job(rec.batch_job(), [m.host for m in rec.machines]) if pool \
                 else self._remote_job(rec)
-            rec.remote_id = await self._inner(job_id).submit(job)
+            inner = self._inner(job_id)
+            # submitted before a restart cut the record short? then that one is the job
+            rec.remote_id = await inner.find(job) or await inner.submit(job)
             rec.reason = "Running."
             self._save(job_id, rec)
         while True:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Iterable
+from typing import Iterable, Optional
 
 from traitlets import Dict, Unicode
 
@@ -190,6 +190,18 @@ class HTCondorBackend(Backend):
         return {i: status_of(ads[i]) if i in ads
                 else BackendStatus(BatchState.VANISHED, VANISHED, None, "")
                 for i in ids}
+
+    async def find(self, job: BatchJob) -> Optional[str]:
+        """By the job's ``NebulaHubJobId`` attribute: condor_q, then condor_history."""
+        constraint = f'NebulaHubJobId == "{job.job_id}"'
+        for command in ("condor_q", "condor_history"):
+            ads = await self._json([command, "-json", "-constraint", constraint,
+                                    "-attributes", "ClusterId,ProcId"])
+            ids = sorted((int(ad["ClusterId"]), int(ad.get("ProcId", 0))) for ad in ads
+                         if "ClusterId" in ad)
+            if ids:
+                return f"{ids[0][0]}.{ids[0][1]}"
+        return None
 
     async def machine_ads(self, constraint: str, attributes: Iterable[str]) -> list[dict]:
         """The pool's machine (slot) ads matching a ClassAd ``constraint``, from one

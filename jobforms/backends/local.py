@@ -105,6 +105,13 @@ class LocalBackend(Backend):
                          input=shell_script(job), account=job.account)
         return folder
 
+    async def find(self, job: BatchJob) -> str | None:
+        """The job's control folder, if its launcher recorded a pid there."""
+        folder = self.control_dir.format(workdir=job.workdir.rstrip("/"), job_id=job.job_id)
+        if not folder.startswith("/") or "\n" in folder:
+            return None
+        return folder if "pid" in (await self._read([folder]))[folder] else None
+
     async def status(self, backend_ids: Iterable[str]) -> dict[str, BackendStatus]:
         folders = [self._checked_id(i) for i in dict.fromkeys(backend_ids)]
         if not folders:

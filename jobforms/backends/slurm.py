@@ -128,6 +128,23 @@ class SlurmBackend(Backend):
         said = result.stderr + result.stdout
         return "Invalid job id" in said or "already completing or completed" in said
 
+    async def find(self, job: BatchJob) -> Optional[str]:
+        """By the job's name: squeue (queued, running, or ended within the controller's
+        MinJobAge), then sacct where accounting runs."""
+        name = f"--name=nebulahub-{job.job_id}"
+        result = await self._call(["squeue", "--noheader", "--format=%i", "--states=all", name],
+                                  check=False)
+        if result.returncode != 0:
+            raise BackendUnavailable(_failed("squeue", result))
+        found = [i for i in result.stdout.split() if re.fullmatch(self.backend_id_regexp, i)]
+        if not found and self.accounting:
+            result = await self._call(["sacct", "--noheader", "--parsable2", "--allocations",
+                                       "--format=JobIDRaw", name], check=False)
+            if result.returncode != 0:
+                raise BackendUnavailable(_failed("sacct", result))
+            found = [i for i in result.stdout.split() if re.fullmatch(self.backend_id_regexp, i)]
+        return min(found, key=int) if found else None
+
     async def status(self, backend_ids: Iterable[str]) -> dict[str, BackendStatus]:
         ids = [self._checked_id(i) for i in dict.fromkeys(backend_ids)]
         if not ids:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from jobforms.backends import (BACKENDS, account_host, Backend, BackendError, BackendStatus, BatchJob,
-                               BatchState, Resources)
+                               BatchState, BackendUnavailable, Resources)
 from jobforms.loader import load_apps
 from jobforms.request import JobRequest, JobRequestError
 from jobforms.states import JobHistory, JobState, Transition
@@ -212,8 +212,9 @@ class JobEngine:
             raise Refused({"home": f"Your home folder {home} does not exist yet: start your "
                                    "server once, then submit again."})
 
-    async def _launch(self, job_id: str) -> None:
-        """Prepare the job's folder, build its command and hand it to its backend."""
+    async def _launch(self, job_id: str, resumed: bool = False) -> None:
+        """Prepare the job's folder, build its command and hand it to its backend. ``resumed``:
+        a launch a restart cut short; the backend is asked first whether it has the job."""
         with self.Session() as s:
             job = s.get(JobRow, job_id)
             request = JobRequest.model_validate(job.request)
@@ -236,7 +237,18 @@ class JobEngine:
                                                  memory_mb=res.memory_mb,
                                                  walltime_s=res.walltime_s),
                              user=user, stage=stage)
-            backend_id = await self.backends[job.backend].submit(batch)
+            backend = self.backends[job.backend]
+            backend_id = None
+            if resumed:
+                try:
+                    backend_id = await backend.find(batch)
+                except BackendUnavailable as e:  # submitted or not? ask again later, never guess
+                    log.warning("Job %s: its backend cannot be asked now (%s); asking again in "
+                                "%.0f s", job_id, e, self.cfg.poll_interval)
+                    self._retry_launch(job_id)
+                    return
+            if backend_id is None:
+                backend_id = await backend.submit(batch)
         except (BackendError, JobRequestError, ValueError, OSError, KeyError) as e:
             await self._move(job_id, JobState.FAILED, f"The job could not be submitted: {e}")
             return
@@ -285,9 +297,27 @@ class JobEngine:
 
     # ---- watching ----------------------------------------------------------------------------
     def start(self) -> None:
-        """Watch every live job (also those from before a restart)."""
+        """Watch every live job (also those from before a restart), and finish the launches a
+        restart cut short: jobs stored but without a backend id (found in their batch system
+        and adopted, else submitted now)."""
         if self._loop_task is None:
             self._loop_task = asyncio.ensure_future(self._watch())
+            self._spawn(self._resume_launches())
+
+    async def _resume_launches(self) -> None:
+        def unlaunched():
+            with self.Session() as s:
+                return [j.id for j in s.query(JobRow).filter(JobRow.state.in_(LIVE),
+                                                             JobRow.backend_id.is_(None))]
+        for job_id in await asyncio.to_thread(unlaunched):
+            log.info("Job %s was being submitted when the service stopped: resuming", job_id)
+            self._spawn(self._launch(job_id, resumed=True))
+
+    def _retry_launch(self, job_id: str) -> None:
+        async def later():
+            await asyncio.sleep(self.cfg.poll_interval)
+            await self._launch(job_id, resumed=True)
+        self._spawn(later())
 
     async def _watch(self) -> None:
         while True:

@@ -460,7 +460,9 @@ def rm(argv: list[str]) -> int:
 
 # ---- condor_q / condor_history ------------------------------------------------------------
 def query(where: str, argv: list[str]) -> int:
-    as_json, attributes, ids, limit, i = False, None, [], None, 0
+    import classad2
+
+    as_json, attributes, ids, limit, constraint, i = False, None, [], None, None, 0
     while i < len(argv):
         arg = argv[i]
         if arg == "-json":
@@ -469,6 +471,8 @@ def query(where: str, argv: list[str]) -> int:
             attributes, i = argv[i + 1].split(","), i + 1
         elif arg in ("-limit", "-match") and i + 1 < len(argv):
             limit, i = int(argv[i + 1]), i + 1
+        elif arg == "-constraint" and i + 1 < len(argv):
+            constraint, i = argv[i + 1], i + 1
         elif arg.startswith("-"):
             pass  # -allusers, -nobatch ...: the fake shows every job of the state folder
         else:
@@ -478,7 +482,14 @@ def query(where: str, argv: list[str]) -> int:
         ads = [json.loads(p.read_text()) for p in (state_dir() / where).glob("*.json")]
     ads.sort(key=lambda ad: ad["ClusterId"], reverse=where == "history")
 
+    try:
+        test = classad2.ExprTree(constraint) if constraint else None
+    except Exception as e:  # noqa: BLE001 - HTCondor says the constraint does not parse
+        raise Fail(f"Error: Parse error of: {constraint} ({e})") from None
+
     def wanted(ad: dict) -> bool:
+        if test is not None and test.eval(_classad(ad)) is not True:
+            return False
         return not ids or any(i in (str(ad["ClusterId"]), f"{ad['ClusterId']}.0") for i in ids)
 
     shown = [public(ad, attributes) for ad in ads if wanted(ad)][:limit]

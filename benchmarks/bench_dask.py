@@ -33,20 +33,23 @@ worker plots. Figures on a shared 2-core machine are noisy: compare within one r
 
 With the default 2 GiB workers, 300M rows (4.8 GB) is the table twice a worker's memory; 100M
 rows (1.6 GB) is read from the cache at every frame on 2 GiB workers and held in memory on 6 GiB
-ones (``--rows 100M --worker-memory "6 GiB"``). Measured on 2026-11-26 before the workers'
-partitions were sized from their memory (README, "Sizing workers", has the later figures: 100M
-on 2 GiB workers now plots, first frame 10.9 s, zoom p95 1.36 s; server 2.2 s and 1.12 s):
+ones (``--rows 100M --worker-memory "6 GiB"``). Measured on 2026-11-26 (the table is cut into a
+multiple of the workers' count; workers aggregate with numpy in 2M-row steps until Datashader
+is compiled there, which starts only once the first frame is done; counts in the server are
+split between its 2 cores):
 
     rows  where                       start s  load s  first s  zoom p50 ms  zoom p95 ms  server MB
-     10M  in the server                   0.0     0.0     0.12           98          116        642
-     10M  2 SLURM jobs (2 GiB)            5.5     0.3     1.46          132          185        215
-     30M  in the server                   0.0     0.0     0.41          527          825        947
-     30M  2 SLURM jobs (2 GiB)            5.5     1.1     2.38          513          747        216
-    100M  in the server                   0.0     0.0     1.85          712         1046       2015
-    100M  2 SLURM jobs (2 GiB)        FAILED: KilledWorker while loading (nanny: 95 % of memory)
-    100M  2 SLURM jobs (6 GiB)            5.6     3.6     5.00          793         1022        216
-    300M  in the server                   0.0     0.0     5.89         2359         3174       5067
-    300M  2 SLURM jobs (2 GiB, mapped)    4.8     0.1    19.49         2530         4912        216
+     10M  in the server                   0.0     0.0     0.13           33           59        648
+     10M  2 SLURM jobs (2 GiB)            2.4     0.2     0.50           74          108        219
+     30M  in the server                   0.0     0.0     0.33           71          144        953
+     30M  2 SLURM jobs (2 GiB)            2.8     0.5     0.68          115          195        219
+    100M  in the server                   0.0     0.0     1.11          217          471       2021
+    100M  2 SLURM jobs (2 GiB)            2.4     2.0     1.45          304          572        219
+    300M  in the server                   0.0     0.0     3.47          661         1516       5073
+    300M  2 SLURM jobs (2 GiB, mapped)    2.9     0.0     4.62         1531         2256        220
+
+100M: first frame 1.31x the server's, zoom p95 1.21x (target 1.5x); 300M (2.2x a worker's
+memory) plots every pixel as the server does with the server at 220 MB.
 """
 from __future__ import annotations
 

@@ -129,9 +129,12 @@ def numpy_points(x: np.ndarray, y: np.ndarray, grid: Grid, c: np.ndarray | None 
         return counts, sums / counts
 
 
-def numpy_point_sums(x: np.ndarray, y: np.ndarray, grid: Grid, c: np.ndarray | None = None):
+def numpy_point_sums(x: np.ndarray, y: np.ndarray, grid: Grid, c: np.ndarray | None = None,
+                     chunk: int = CHUNK_ROWS):
     """(count per pixel, sum of ``c`` per pixel or None), in numpy: what a mean is made of, and
-    what parts of a table aggregated apart (on Dask workers) add up to."""
+    what parts of a table aggregated apart (on Dask workers) add up to. ``chunk`` rows at a time:
+    each step gives the GIL back and must win it again, which a busy event loop beside it (a Dask
+    worker's) delays; bigger steps take fewer turns, at ~40 bytes of temporaries a row."""
     w, h = grid.width, grid.height
     sx, tx = _scale_translate(grid.x_range, w, grid.logx)
     sy, ty = _scale_translate(grid.y_range, h, grid.logy)
@@ -139,11 +142,11 @@ def numpy_point_sums(x: np.ndarray, y: np.ndarray, grid: Grid, c: np.ndarray | N
     sums = np.zeros(w * h, dtype=np.float64) if c is not None else None
     (x0, x1), (y0, y1) = grid.x_range, grid.y_range
     with np.errstate(invalid="ignore", divide="ignore"):
-        for start in range(0, len(x), CHUNK_ROWS):
-            xs, ys = x[start:start + CHUNK_ROWS], y[start:start + CHUNK_ROWS]
+        for start in range(0, len(x), chunk):
+            xs, ys = x[start:start + chunk], y[start:start + chunk]
             keep = (xs >= x0) & (xs <= x1) & (ys >= y0) & (ys <= y1)  # NaN compares False: dropped
             if c is not None:
-                cs = c[start:start + CHUNK_ROWS]
+                cs = c[start:start + chunk]
                 keep &= ~np.isnan(cs)  # Datashader's mean skips missing values
             xs, ys = xs[keep], ys[keep]
             xi = _pixel(np.log10(xs) if grid.logx else xs, sx, tx, w)
@@ -155,7 +158,8 @@ def numpy_point_sums(x: np.ndarray, y: np.ndarray, grid: Grid, c: np.ndarray | N
     return counts.reshape(h, w), (sums.reshape(h, w) if sums is not None else None)
 
 
-def point_sums(x: np.ndarray, y: np.ndarray, grid: Grid, c: np.ndarray | None = None):
+def point_sums(x: np.ndarray, y: np.ndarray, grid: Grid, c: np.ndarray | None = None,
+               chunk: int = CHUNK_ROWS):
     """:func:`numpy_point_sums` with Datashader's kernels once this process has compiled them
     (the same counts; sums in Datashader's order of addition)."""
     key = kernel_key("points-sum", c is not None, grid, [x, y] + ([c] if c is not None else []))
@@ -164,7 +168,7 @@ def point_sums(x: np.ndarray, y: np.ndarray, grid: Grid, c: np.ndarray | None = 
             return _datashader_sums(x, y, grid, c)
         finally:
             DATASHADER_LOCK.release()
-    found = numpy_point_sums(x, y, grid, c)  # not compiled, or the warm-up is compiling another
+    found = numpy_point_sums(x, y, grid, c, chunk)  # not compiled, or the warm-up is compiling another
     _want(key)
     return found
 

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import render
 from .cluster_tasks import (Rows, TablePlan, add_extents, add_parts, aggregate_part, extent_part,
-                            partitions)
+                            partitions, start_warm_up_soon)
 from .settings import RASTERIZED, plot_settings
 
 log = logging.getLogger(__name__)
@@ -90,6 +90,7 @@ class ClusterView:
         self.manager, self.plan, self.parts = manager, plan, parts
         self.fallback, self.on_problem = fallback, on_problem
         self.failed: str | None = None
+        self._warming = False
 
     def aggregate(self, frame, settings, x_range, y_range, width, height) -> render.Aggregate:
         if self.failed is None:
@@ -107,6 +108,9 @@ class ClusterView:
         client = self.manager.client
         partials = client.map(aggregate_part, self.parts, plan=self.plan, grid=grid, pure=False)
         counts, sums = client.submit(add_parts, partials, pure=False).result(timeout=FRAME_TIMEOUT)
+        if not self._warming:  # the first frame is done: the workers compile Datashader now
+            self._warming = True
+            client.run(start_warm_up_soon, wait=False)
         means = None
         if sums is not None:
             with np.errstate(invalid="ignore", divide="ignore"):
@@ -161,14 +165,18 @@ def table_layout(rows: int, columns: int, workers: int, limit: int) -> tuple[lis
     """(row ranges of the partitions, held in the workers' memory?) of a table of ``rows`` x
     ``columns`` float64 on ``workers`` workers whose memory limit is ``limit`` bytes.
 
-    Partitions are at most :data:`PART_BYTES` and a quarter of a worker's limit. The table is held
+    Partitions are at most :data:`PART_BYTES` and a quarter of a worker's limit, as many as a
+    multiple of the workers (equal shares of a frame). The table is held
     in memory only if every worker stays under :data:`HELD_SHARE` of its limit with its share of the
     partitions, one more (partitions do not always split evenly, and a worker that takes over a lost
     one loads it beside its own) and :data:`WORKER_BASE`; else the workers read the cache at each
     frame, a slice at a time, and nothing of the table stays in their memory."""
     nbytes = rows * 8 * columns
     part_bytes = max(1, min(PART_BYTES, int(limit * PART_SHARE)))
-    ranges = partitions(rows, max(workers, math.ceil(nbytes / part_bytes)))
+    wanted = max(workers, math.ceil(nbytes / part_bytes))
+    # a multiple of the workers: each does the same share of a frame (3 parts on 2 workers made
+    # one worker do two while the other waited)
+    ranges = partitions(rows, math.ceil(wanted / max(1, workers)) * max(1, workers))
     biggest = max((b - a for a, b in ranges), default=0) * 8 * columns
     per_worker = math.ceil(len(ranges) / max(1, workers)) + 1
     return ranges, per_worker * biggest + WORKER_BASE <= HELD_SHARE * limit

@@ -35,6 +35,7 @@ from . import aggregate as engine
 from .colcache import _FLAGS, CachedColumns, open_entry
 
 SLICE_BYTES = 64 << 20  # of all a partition's columns together, per step of a frame
+WORKER_CHUNK_ROWS = 1 << 21  # numpy steps on a worker: few GIL turns beside its event loop (~80 MB)
 
 
 @dataclass(frozen=True)
@@ -99,12 +100,16 @@ class Rows:
             for fd in fds.values():
                 os.close(fd)
 
-    def slices(self):
-        """The partition's columns ~:data:`SLICE_BYTES` at a time: views of the held arrays, or
-        read from the cache into buffers that the next slice reuses (use each before the next)."""
+    def slices(self, whole: bool = False):
+        """The partition's columns ~:data:`SLICE_BYTES` at a time: views of the held arrays (all
+        of them at once if ``whole``: nothing is computed from them but pixels), or read from
+        the cache into buffers that the next slice reuses (use each before the next)."""
         step = slice_rows(len(self.names))
         size = self.stop - self.start
         if self.arrays is not None:
+            if whole:
+                yield dict(self.arrays)
+                return
             for a in range(0, size, step):
                 yield {n: v[a:a + step] for n, v in self.arrays.items()}
             return
@@ -165,6 +170,9 @@ def partitions(rows: int, parts: int) -> list[tuple[int, int]]:
 
 def table(data: dict, plan: TablePlan) -> dict:
     """Plotted columns of some rows (cache name -> values) after renames, derived columns and filters."""
+    wanted = [n for n in (plan.x, plan.y, plan.c) if n]
+    if plan.plain:  # the cached columns themselves: no pandas (its import alone is ~1 s on a fresh worker)
+        return {n: data[plan.columns[n]] for n in wanted}
     import pandas as pd
 
     from . import expressions
@@ -172,7 +180,6 @@ def table(data: dict, plan: TablePlan) -> dict:
     frame = pd.DataFrame({final: data[orig] for final, orig in plan.columns.items()}, copy=False)
     for name, formula in plan.derived.items():
         frame[name] = expressions.evaluate(formula, frame)
-    wanted = [n for n in (plan.x, plan.y, plan.c) if n]
     if plan.filters:
         mask = np.ones(len(frame), dtype=bool)
         for f in plan.filters:
@@ -188,21 +195,21 @@ def table(data: dict, plan: TablePlan) -> dict:
 def aggregate_part(rows: Rows, plan: TablePlan, grid: engine.Grid):
     """(counts, sums or None) of one partition on the grid, slice by slice (bounded memory)."""
     counts = sums = None
-    for data in rows.slices():
+    for data in rows.slices(whole=plan.plain):
         cols = table(data, plan)
-        part = engine.point_sums(cols[plan.x], cols[plan.y], grid, cols[plan.c] if plan.c else None)
+        part = engine.point_sums(cols[plan.x], cols[plan.y], grid, cols[plan.c] if plan.c else None,
+                                 chunk=WORKER_CHUNK_ROWS)
         if counts is None:
             counts, sums = np.array(part[0], dtype=np.int64), (None if part[1] is None else np.array(part[1]))
         else:
             counts += part[0]
             if sums is not None:
                 sums += part[1]
-    _start_warm_up()  # after this worker's first frame, never beside it (see _start_warm_up)
     return counts, sums
 
 
 def add_parts(parts: list) -> tuple:
-    """The sum of the partitions' (counts, sums); then warms Datashader on this worker once."""
+    """The sum of the partitions' (counts, sums)."""
     counts = parts[0][0].copy()
     for p in parts[1:]:
         counts += p[0]
@@ -211,7 +218,6 @@ def add_parts(parts: list) -> tuple:
         sums = parts[0][1].copy()
         for p in parts[1:]:
             sums += p[1]
-    _start_warm_up()
     return counts, sums
 
 
@@ -242,10 +248,16 @@ def add_extents(parts: list[dict]) -> dict:
     return total
 
 
-def _start_warm_up() -> None:
-    """Compile Datashader's kernels in the background, once this worker has aggregated its first
-    partition (frames meanwhile use numpy, with the same counts): only the kinds of frames asked
-    for, one at a time (:func:`panel_apps.aggregate.start_warm_up`). Not while the first frame is
-    computed: numba's compiler holds the GIL for seconds, and the numpy frame beside it waited
-    for the GIL between its steps (100M rows on 2 workers: 10.9 s instead of ~1.5 s)."""
+def start_warm_up() -> None:
+    """Compile Datashader's kernels in the background (frames meanwhile use numpy, with the same
+    counts): only the kinds of frames asked for, one at a time
+    (:func:`panel_apps.aggregate.start_warm_up`). The server runs this on every worker once a
+    whole frame is done, never beside one: numba's compiler holds the GIL for seconds, and a
+    partition aggregated beside it waited for the GIL between its steps (100M rows on 2 workers:
+    a first frame of 10.9 s instead of ~1.5 s)."""
     engine.start_warm_up()
+
+
+async def start_warm_up_soon() -> None:
+    """:func:`start_warm_up` as a coroutine: what ``Client.run(..., wait=False)`` runs."""
+    start_warm_up()

@@ -169,4 +169,4 @@ if __name__ == "__main__":
     result = direct_zoom(seed_file()) if direct else browser_zoom(seed_file())
     where = "the app alone" if direct or result.get("direct") else "through the hub"
     print(f"zoom in Chromium ({where}), wheel -> painted: p50 {result['p50'] * 1e3:.0f} ms, "
-          f"p95 {result['p95'] * 1e3:.0f} ms")
+          f"p95 {result['p95'] * 1e3:.0f} ms; each, ms: {' '.join(f'{t * 1e3:.0f}' for t in result['runs'])}")

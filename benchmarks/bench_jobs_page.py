@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import requests  # noqa: E402
 
-from tests.hubproc import PROJECT, HubProcess  # noqa: E402
+from tests.hubproc import PROJECT, HubProcess, local_provider_config  # noqa: E402
 
 USERS = ["student"] + [f"user{i}" for i in range(1, 10)]
 JOBS_PER_USER = 50
@@ -88,13 +88,8 @@ def seed(db_url: str) -> int:
 
 
 def start_hub(workdir: Path, homes: Path, db_url: str, prefix: str, registry: str, env_path: str):
-    h = HubProcess(workdir / "hub", textwrap.dedent(f"""
-        c.OpenNebulaSpawner.provider = "local"
-        c.LocalProvider.home_root = "{homes}/{{username}}"
-        c.OpenNebulaSpawner.python_env = "{env_path}"
-        c.LocalProvider.system_user_prefix = "{prefix}"
-        c.LocalProvider.create_system_users = True
-        c.LocalProvider.accounts_registry = "{registry}"
+    h = HubProcess(workdir / "hub", local_provider_config(str(homes), env_path, prefix, registry)
+                   + textwrap.dedent(f"""
         from jobforms.service import managed_service
         jobs, jobs_roles = managed_service(__file__)
         c.JupyterHub.services.append(jobs)

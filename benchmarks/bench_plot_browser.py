@@ -121,7 +121,7 @@ def hub_zoom(text: Path, zooms: int = 20) -> dict:
     from machines.localusers import remove_created
     from machines.serverenv import ensure_server_env
     from tests.browser import CHROMIUM, CHROMIUM_ARGS, hub_login
-    from tests.hubproc import HubProcess
+    from tests.hubproc import HubProcess, local_provider_config
 
     env_path = ensure_server_env()
     work = Path(tempfile.mkdtemp(prefix="nebulahub-bench-zoom-", dir="/var/tmp"))
@@ -130,15 +130,10 @@ def hub_zoom(text: Path, zooms: int = 20) -> dict:
     home = work / "homes" / "student"
     home.mkdir(parents=True)
     shutil.copy(text, home / text.name)
-    hub = HubProcess(work / "hub", textwrap.dedent(f"""
-        c.OpenNebulaSpawner.provider = "local"
-        c.LocalProvider.home_root = "{home.parent}/{{username}}"
-        c.OpenNebulaSpawner.python_env = "{env_path}"
-        c.LocalProvider.system_user_prefix = "nhb{secrets.token_hex(2)}-"
-        c.LocalProvider.create_system_users = True
-        c.LocalProvider.accounts_registry = "{registry}"
+    hub = HubProcess(work / "hub", local_provider_config(
+        str(home.parent), env_path, f"nhb{secrets.token_hex(2)}-", registry) + textwrap.dedent("""
         c.OpenNebulaSpawner.profiles = [
-            {{"slug": "student", "name": "Student", "default_url": "/nebulahub-plot/"}}]
+            {"slug": "student", "name": "Student", "default_url": "/nebulahub-plot/"}]
     """))
     try:
         hub.start()

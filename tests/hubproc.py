@@ -18,6 +18,19 @@ PROJECT = Path(__file__).resolve().parent.parent
 CHP = PROJECT / "node_modules" / ".bin" / "configurable-http-proxy"
 
 
+def local_provider_config(home_root: str, python_env: str, prefix: str, registry: str) -> str:
+    """Hub config lines for users' servers on this machine (local provider), each user a Unix
+    account of its own made for the run (``prefix``, recorded in ``registry`` for removal)."""
+    return textwrap.dedent(f"""
+        c.OpenNebulaSpawner.provider = "local"
+        c.LocalProvider.home_root = "{home_root}/{{username}}"
+        c.OpenNebulaSpawner.python_env = "{python_env}"
+        c.LocalProvider.system_user_prefix = "{prefix}"
+        c.LocalProvider.create_system_users = True
+        c.LocalProvider.accounts_registry = "{registry}"
+    """)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -306,6 +306,8 @@ def _compile(key: tuple) -> None:
         _datashader_sums(arrays[0], arrays[1], grid, colour)
     else:
         _datashader(arrays[0], arrays[1], grid, colour, method)
+        if method == "points" and not mean and _threads() > 1:
+            _parallel_counts(arrays[0], arrays[1], grid)  # start the threads now, not at a zoom
 
 
 # ----------------------------------------------------------------- marker footprints

@@ -4,12 +4,26 @@ Under CI (``NEBULAHUB_REQUIRE_INTEGRATION=1``, exported by ``.ci/run``) a skippe
 failed test: integration tests that need root, namespaces, sshd or Chromium must run there.
 """
 import os
+import signal
+import threading
 import types
 
 import pytest
 
 REQUIRE_ALL = os.environ.get("NEBULAHUB_REQUIRE_INTEGRATION") == "1"
-pytest_plugins = ["tests.interrupt"]  # a stopped run (SIGTERM) still tears its fixtures down
+
+
+def _stopped(signum, frame):
+    raise KeyboardInterrupt(f"stopped by signal {signum}: tearing down what the tests started")
+
+
+def pytest_configure(config):
+    """A stopped run still cleans up: SIGTERM (what ``kill``, a CI timeout or a stopped job
+    sends) becomes KeyboardInterrupt, which pytest answers by tearing down every fixture set up so
+    far (hubs, proxies, SLURM, PostgreSQL, namespaces, accounts) instead of dying with them
+    running (``tests/test_interrupted_run.py``)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stopped)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -13,6 +13,7 @@ PROJECT = Path(__file__).resolve().parents[1]
 
 
 def test_a_run_stopped_with_sigterm_tears_its_fixtures_down(tmp_path):
+    (tmp_path / "conftest.py").write_text((PROJECT / "tests" / "conftest.py").read_text())  # the suite's rules
     (tmp_path / "test_slow.py").write_text(textwrap.dedent(f"""
         import pathlib, time, pytest
 
@@ -25,9 +26,9 @@ def test_a_run_stopped_with_sigterm_tears_its_fixtures_down(tmp_path):
         def test_waits(resource):
             time.sleep(120)
     """))
-    run = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.interrupt",
-                            "--rootdir", str(tmp_path), str(tmp_path / "test_slow.py")],
-                           cwd=str(PROJECT), env=dict(os.environ, PYTHONPATH=str(PROJECT)),
+    run = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            str(tmp_path / "test_slow.py")],
+                           cwd=str(tmp_path), env=dict(os.environ, PYTHONPATH=str(PROJECT)),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 60

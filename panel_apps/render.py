@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import pandas as pd
@@ -165,7 +166,7 @@ def finish(counts: np.ndarray, means: np.ndarray | None, rows: int, settings: di
     """The frame shown from counts (and means) however they were aggregated (here or on Dask workers):
     marker spread, empty pixels transparent."""
     mean = settings["aggregator"] == "mean"
-    image = means if mean else counts.astype(np.float64)
+    image = means if mean else counts
     if settings["spread"]:
         image = engine.spread(image, engine.marker_mask(settings.get("marker", "circle"), settings["spread"]),
                               "max" if mean else "add")
@@ -305,24 +306,46 @@ class RasterFigure:
         agg = self.aggregator(self.frame, self.settings, x_range, y_range, *self.canvas_size())
         (xa, xb), (ya, yb) = agg.x_range, agg.y_range
         shaded = shading.shade(agg.image, bar_pixels=self.canvas_size()[1])
-        self.source.data = {"image": [shaded.index], "x": [xa], "y": [ya], "dw": [xb - xa], "dh": [yb - ya],
-                            **({"value": [hover_values(agg.image, self.settings)]} if self.hover else {})}
+        picture = {"image": [shaded.index], "x": [xa], "y": [ya], "dw": [xb - xa], "dh": [yb - ya]}
+        self.last = agg
+        doc = self._session_document()
+        if doc is None or (self.hover and len(self.source.data["value"]) == 0):  # not served, or the first frame
+            self.source.data.update({**picture, **({"value": [hover_values(agg.image, self.settings)]}
+                                                   if self.hover else {})})
+            self._after_frame(agg, shaded, hover=False)
+        else:
+            # only the picture's columns: its message is all a zoom waits for. The hover's numbers
+            # (as many bytes as the picture, or twice), the colour bar's labels and what the app
+            # says of the view follow in the next turn of the server's loop: through the hub's
+            # two proxies they delayed each zoom by ~10 ms
+            self.source.data.update(picture)
+            doc.add_next_tick_callback(partial(self._after_frame, agg, shaded))
+        return agg
+
+    def _after_frame(self, agg: Aggregate, shaded, hover: bool = True) -> None:
+        if agg is not self.last:  # a newer frame came first: its own call follows
+            return
+        if hover and self.hover:
+            self.source.data.update({"value": [hover_values(agg.image, self.settings)]})
         ticks = [0.5 + t * shading.COLOURS for t in shaded.ticks]  # rank -> place on the mapper's scale
         if self.colour_bar is not None and list(self.colour_bar.ticker.ticks) != ticks:
             self.colour_bar.major_label_overrides = dict(zip(ticks, shaded.labels))  # labels first
             self.colour_bar.ticker.ticks = ticks
-        self.last = agg
         if self.on_update:
             self.on_update(agg)
-        return agg
+
+    def _session_document(self):
+        """The figure's document when a Bokeh server session shows it, else None."""
+        doc = self.figure.document if hasattr(self, "figure") else None
+        return doc if doc is not None and getattr(doc, "session_context", None) is not None else None
 
     def _on_ranges(self, event: RangesUpdate) -> None:
         if None in (event.x0, event.x1, event.y0, event.y1):
             return
         self._pending = ((event.x0, event.x1), (event.y0, event.y1))
         self._zoomed = True
-        doc = self.figure.document
-        if doc is None or getattr(doc, "session_context", None) is None:
+        doc = self._session_document()
+        if doc is None:
             self._flush()
         else:  # wheel zooms fire bursts of events: aggregate only the latest range
             doc.add_next_tick_callback(self._flush)

@@ -74,6 +74,62 @@ def test_zoom_inside_a_served_document_is_coalesced_to_the_latest_range(grid):
     assert view.last.rows_in_view == 40 * 40
 
 
+def test_in_a_session_a_zoom_sends_the_picture_before_the_hover_numbers_and_the_colour_bar(grid):
+    """Inside a Bokeh server session the picture's columns leave in a message of their own; the
+    hover's numbers, the colour bar's labels and the app's 'View:' line follow in the next turn
+    of the loop, for the same frame (through the hub's proxies the numbers delayed each zoom)."""
+    spec = spec_for(size=1)
+    seen = []
+    view = render.RasterFigure(grid, raster(spec), on_update=seen.append)
+    doc = Document()
+    doc.add_root(view.figure)
+    session = object()
+    doc._session_context = lambda: session  # served: callbacks wait for the server's loop, run here by hand
+    changes = []
+    doc.on_change(lambda event: changes.append(event))
+    before = view.source.data["value"][0]
+    view._on_ranges(RangesUpdate(view.figure, x0=0, x1=50, y0=0, y1=25))
+
+    def next_tick():
+        callbacks = list(doc.session_callbacks)
+        assert len(callbacks) == 1
+        doc.remove_next_tick_callback(callbacks[0])
+        callbacks[0].callback()
+
+    next_tick()  # the zoom: the picture only
+    columns = [sorted(e.cols) for e in changes if getattr(e, "cols", None)]
+    assert columns == [["dh", "dw", "image", "x", "y"]]
+    assert view.source.data["value"][0] is before and len(seen) == 1
+    next_tick()  # then the rest, for that frame
+    columns = [sorted(e.cols) for e in changes if getattr(e, "cols", None)]
+    assert columns == [["dh", "dw", "image", "x", "y"], ["value"]]
+    assert np.nansum(view.source.data["value"][0]) == view.last.rows_in_view == 200 * 100
+    assert len(seen) == 2 and seen[-1] is view.last and view.colour_bar.ticker.ticks
+    assert not doc.session_callbacks
+
+
+def test_spreading_a_marker_is_exactly_the_sum_or_largest_value_under_its_footprint():
+    """:func:`aggregate.spread` against its definition, pixel by pixel, at the edges too and for a
+    footprint that is not symmetric (the triangle)."""
+    from panel_apps import aggregate
+    rng = np.random.default_rng(7)
+    counts = rng.poisson(0.4, (23, 31)).astype(np.int64)
+    means = np.where(counts > 0, rng.random(counts.shape), np.nan)
+    for marker, size in [("triangle", 7), ("circle", 4), ("x", 9), ("square", 3)]:
+        mask = aggregate.marker_mask(marker, size)
+        r = mask.shape[0] // 2
+        added, largest = aggregate.spread(counts, mask, "add"), aggregate.spread(means, mask, "max")
+        assert added.dtype == np.int64 and added.shape == counts.shape
+        for i in range(counts.shape[0]):
+            for j in range(counts.shape[1]):
+                # the marker of the row at (i - dy + r, j - dx + r) covers (i, j) where mask[dy, dx]
+                under = [(i - dy + r, j - dx + r) for dy, dx in zip(*np.nonzero(mask))]
+                under = [(a, b) for a, b in under if 0 <= a < counts.shape[0] and 0 <= b < counts.shape[1]]
+                assert added[i, j] == sum(counts[a, b] for a, b in under)
+                values = [means[a, b] for a, b in under if not np.isnan(means[a, b])]
+                assert largest[i, j] == max(values) if values else np.isnan(largest[i, j])
+
+
 def test_log_axes_are_binned_in_log_space_when_rasterized():
     # one point per decade from 1e0 to 1e5 (x) : on a log axis each lands in its own equal-width band
     frame = pd.DataFrame({"x": 10.0 ** np.arange(6), "y": np.ones(6)})

@@ -106,7 +106,7 @@ else:
     plan = TablePlan(entry=entry, identity=identity, rows=rows, columns={"a": "a", "b": "b"}, x="a", y="b")
     view = ClusterView(manager, plan, [], None, print)
     aggregate = lambda xr, yr: view.cluster_frame(SETTINGS, xr, yr, 800, 600)
-    warm = lambda: manager.client.run(engine.warm_up_sums)
+    warm = lambda: manager.client.run(engine.warm_up, ("points-sum",))
 try:
     if manager is not None:
         t = time.perf_counter()

@@ -185,20 +185,6 @@ def _datashader_sums(x, y, grid: Grid, c):
     return counts.astype(np.int64), (np.nan_to_num(sums, nan=0.0) if sums is not None else None)
 
 
-def warm_up_sums() -> None:
-    """Compile the kernels :func:`point_sums` uses (a Dask worker runs this after its first frame)."""
-    for readonly in (True, False):
-        arrays = [np.linspace(1.0, 2.0, 64) for _ in range(3)]
-        for a in arrays:
-            a.flags.writeable = not readonly
-        for logx, logy in ((False, False), (True, False), (False, True), (True, True)):
-            for colour in (None, arrays[2]):
-                try:
-                    _datashader_sums(arrays[0], arrays[1], Grid(8, 8, (1.0, 2.0), (1.0, 2.0), logx, logy), colour)
-                except Exception:  # a kernel that does not compile is compiled (or fails) when used
-                    log.exception("Datashader warm-up failed for sums %s", (logx, logy))
-
-
 def _canvas(grid: Grid):
     import datashader as ds
     return ds.Canvas(plot_width=grid.width, plot_height=grid.height, x_range=tuple(map(float, grid.x_range)),
@@ -234,21 +220,21 @@ def _datashader(x, y, grid: Grid, c, method: str):
     return counts.astype(np.int64), mean
 
 
-def warm_up() -> None:
-    """Compile Datashader's kernels for the frames students draw (both kinds of arrays, every axis type)."""
-    for readonly in (True, False):
-        values = np.linspace(1.0, 2.0, 64)
-        arrays = [values.copy() for _ in range(3)]
-        for a in arrays:
-            a.flags.writeable = not readonly
-        for logx, logy in ((False, False), (True, False), (False, True), (True, True)):
-            grid = Grid(8, 8, (1.0, 2.0), (1.0, 2.0), logx, logy)
-            for method in ("points", "line"):
-                for colour in (None, arrays[2]):
-                    try:
-                        _datashader(arrays[0], arrays[1], grid, colour, method)
-                    except Exception:  # a kernel that does not compile is compiled (or fails) when used
-                        log.exception("Datashader warm-up failed for %s", (method, logx, logy))
+def warm_up(methods: tuple[str, ...] = ("points", "line")) -> None:
+    """Compile now, in this thread, every kind of frame of ``methods`` ("points", "line", or the
+    Dask workers' "points-sum"): both kinds of arrays, every axis type, with and without a
+    colour. For the warm phases of the benchmarks; the app compiles only what it is asked for
+    (:func:`start_warm_up`)."""
+    for method in methods:
+        for mean in (False, True):
+            for logx in (False, True):
+                for logy in (False, True):
+                    for readonly in (True, False):
+                        key = (method, mean, logx, logy, readonly)
+                        try:
+                            _compile(key)
+                        except Exception:  # a kernel that does not compile fails (readably) when used
+                            log.exception("Datashader warm-up failed for %s", key)
 
 
 def start_warm_up() -> None:

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import render
 from .cluster_tasks import (Rows, TablePlan, add_extents, add_parts, aggregate_part, extent_part,
-                            partitions, start_warm_up_soon)
+                            partitions, start_warm_up)
 from .settings import RASTERIZED, plot_settings
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ class ClusterView:
         counts, sums = client.submit(add_parts, partials, pure=False).result(timeout=FRAME_TIMEOUT)
         if not self._warming:  # the first frame is done: the workers compile Datashader now
             self._warming = True
-            client.run(start_warm_up_soon, wait=False)
+            client.run(start_warm_up, wait=False)
         means = None
         if sums is not None:
             with np.errstate(invalid="ignore", divide="ignore"):

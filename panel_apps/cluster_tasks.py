@@ -248,16 +248,12 @@ def add_extents(parts: list[dict]) -> dict:
     return total
 
 
-def start_warm_up() -> None:
+async def start_warm_up() -> None:
     """Compile Datashader's kernels in the background (frames meanwhile use numpy, with the same
     counts): only the kinds of frames asked for, one at a time
     (:func:`panel_apps.aggregate.start_warm_up`). The server runs this on every worker once a
     whole frame is done, never beside one: numba's compiler holds the GIL for seconds, and a
     partition aggregated beside it waited for the GIL between its steps (100M rows on 2 workers:
-    a first frame of 10.9 s instead of ~1.5 s)."""
+    a first frame of 10.9 s instead of ~1.5 s). A coroutine: ``Client.run(..., wait=False)``
+    needs one, and it returns at once (the compiling goes on in a thread)."""
     engine.start_warm_up()
-
-
-async def start_warm_up_soon() -> None:
-    """:func:`start_warm_up` as a coroutine: what ``Client.run(..., wait=False)`` runs."""
-    start_warm_up()

@@ -13,6 +13,7 @@ import io
 import json
 import re
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 
 import nbformat
@@ -22,7 +23,7 @@ from PIL import Image, ImageColor, ImageDraw
 
 from . import expressions, text
 from .png_figure import Axis, ColourBar, draw_figure
-from .render import aggregate, column_range, shade_image
+from .render import aggregate, colour_ramp, column_range, shade_image
 from .settings import hvplot_keywords, plot_settings
 from .spec import FileColumns, check_reader
 
@@ -49,11 +50,7 @@ def view_png(frame: pd.DataFrame | None, settings: dict, x_range=None, y_range=N
             agg = aggregator(frame, settings, x_range, y_range, *size)
             return shade_image(agg.image, settings).resize((width, height), Image.NEAREST), agg.image
 
-        def ramp(width: int, height: int) -> Image.Image:  # the colours from the lowest value to the highest
-            values = np.repeat(np.linspace(1.0, 2.0, height)[:, None], width, axis=1)
-            return shade_image(values, {**settings, "options": {**opts, "cnorm": "linear"}})
-
-        bar = ColourBar(opts.get("clabel") or "", ramp) if opts.get("colorbar") else None
+        bar = ColourBar(opts.get("clabel") or "", partial(colour_ramp, settings)) if opts.get("colorbar") else None
         img = draw_figure(opts["width"], opts["height"], Axis(*x_range, opts["logx"]), Axis(*y_range, opts["logy"]),
                           picture, colour_bar=bar, **words)
     out = io.BytesIO()

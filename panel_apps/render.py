@@ -47,7 +47,7 @@ from . import shading, text
 from .settings import PALETTE_STEPS, RASTERIZED, STANDARD, hvplot_keywords
 
 __all__ = ["RASTERIZED", "STANDARD", "Aggregate", "RasterFigure", "aggregate", "choose_mode", "finish", "grid_of",
-           "histogram", "histogram_bins", "log_hidden_rows", "padded", "palette", "shade_image", "standard_plot",
+           "histogram", "histogram_bins", "log_hidden_rows", "padded", "palette", "shade_image", "colour_ramp", "standard_plot",
            "start_warm_up"]
 _MARGIN_X, _MARGIN_Y = 70, 60  # room Bokeh takes for axes/title, so one pixel is one bin
 _COLOUR_BAR_WIDTH = 90  # the colour bar and its labels, right of the plot
@@ -75,11 +75,6 @@ def choose_mode(spec, n_rows: int, threshold: int) -> str:
     if spec.mode == "auto":
         return RASTERIZED if n_rows > threshold else STANDARD
     return spec.mode
-
-
-def warm_up() -> None:
-    """Compile Datashader's kernels now (see :func:`panel_apps.aggregate.warm_up`)."""
-    engine.warm_up()
 
 
 def log_hidden_rows(frame: pd.DataFrame, settings: dict) -> int:
@@ -183,15 +178,28 @@ def _floats(frame: pd.DataFrame, column: str) -> np.ndarray:
 
 
 def shade_image(image: np.ndarray, settings: dict):
-    """An RGB PIL image of an aggregate, coloured like the browser view (eq_hist), empty pixels white."""
-    import datashader.transfer_functions as tf
-    import xarray as xr
+    """An RGB PIL image of an aggregate coloured as the browser shows it: the palette entries of
+    :func:`shading.shade` (eq_hist by rank), the plot's alpha over white, empty pixels white; the
+    lowest y at the bottom."""
+    from PIL import Image
+    return Image.fromarray(palette_rgb(settings)[shading.shade(image).index[::-1]], "RGB")
+
+
+def colour_ramp(settings: dict, width: int, height: int):
+    """The colour bar's colours as an RGB PIL image: the lowest value's at the bottom, the highest's at the top."""
+    from PIL import Image
+    entries = 1 + np.minimum((np.linspace(0.0, 1.0, height) * shading.COLOURS).astype(np.intp), shading.COLOURS - 1)
+    return Image.fromarray(palette_rgb(settings)[np.repeat(entries[::-1, None], width, axis=1)], "RGB")
+
+
+def palette_rgb(settings: dict) -> np.ndarray:
+    """The screen's palette as RGB rows (uint8): entry 0 (no row) white, entries 1..255 the colour
+    map blended with white at the plot's alpha, as the browser paints them on the white page."""
+    from PIL import ImageColor
     opts = settings["options"]
-    arr = xr.DataArray(image.astype(np.float64), dims=("y", "x"))  # NaN: no row there, left transparent
-    with engine.DATASHADER_LOCK:
-        shaded = tf.shade(arr, cmap=palette(opts["cmap"]), how=opts["cnorm"],
-                          min_alpha=int(255 * 0.4 * opts["alpha"]) + 40)
-        return tf.set_background(shaded, "white").to_pil().convert("RGB")
+    colours = np.array([ImageColor.getrgb(c)[:3] for c in palette(opts["cmap"], shading.COLOURS)], dtype=np.float64)
+    alpha = float(opts["alpha"])
+    return np.vstack([[255.0, 255.0, 255.0], colours * alpha + 255.0 * (1 - alpha)]).round().astype(np.uint8)
 
 
 def start_warm_up() -> None:

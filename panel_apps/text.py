@@ -30,8 +30,8 @@ _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~$])")  # < > & are HTML-
 
 
 def html(value) -> str:
-    """``value`` as HTML text: markup shows as typed, nothing runs."""
-    return _html.escape(str(value), quote=False)
+    """``value`` as HTML text: markup shows as typed, nothing runs (also safe inside a quoted attribute)."""
+    return _html.escape(str(value), quote=True)
 
 
 class _EscapingFormatter(string.Formatter):

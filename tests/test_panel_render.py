@@ -199,6 +199,25 @@ def test_png_export_has_the_plot_size_and_is_decodable(grid):
         assert img.size == (320, 240) and img.format == "PNG"
 
 
+@pytest.mark.parametrize("colour_by", ["", "w"])
+def test_the_png_is_coloured_pixel_for_pixel_as_the_screen(grid, colour_by):
+    """One shading for both: the PNG's picture is the browser's palette entries (what the
+    LinearColorMapper maps, entry 0 transparent on the white page) at the plot's alpha over white."""
+    from PIL import ImageColor
+    spec = spec_for(color_by=colour_by, size=1, alpha=0.8)
+    settings = raster(spec)
+    view = render.RasterFigure(grid, settings, extent=((0, 60), (0, 40)))
+    entries = view.source.data["image"][0]  # what the browser maps: 0 no row, 1..255 the palette
+    png = np.asarray(render.shade_image(view.last.image, settings))[::-1]  # PNG rows run top down
+    mapper = [np.array(ImageColor.getrgb(c)[:3]) for c in view.mapper.palette]
+    on_white = [(255, 255, 255)] + [tuple(np.round(c * 0.8 + 255 * 0.2).astype(int)) for c in mapper]
+    assert png.shape == entries.shape + (3,) and (entries > 0).any() and (entries == 0).any()
+    assert {tuple(png[i, j]) == on_white[entries[i, j]] for i in range(0, entries.shape[0], 7)
+            for j in range(0, entries.shape[1], 5)} == {True}
+    ramp = np.asarray(render.colour_ramp(settings, 3, 255))
+    assert tuple(ramp[-1, 0]) == on_white[1] and tuple(ramp[0, 0]) == on_white[255]  # lowest at the bottom
+
+
 def test_standard_plot_uses_the_chosen_marker(grid):
     spec = spec_for(marker="triangle", size=7, color="#ff0000")
     plot = render.standard_plot(grid.head(100), plot_settings(spec, STANDARD))

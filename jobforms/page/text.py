@@ -3,36 +3,18 @@
 Parameter values, job reasons, log lines, file names and error sentences that quote what was
 typed all reach HTML panes (and Panel runs ``<script>`` it finds in them) or notifications (Notyf
 sets its message as HTML). The page writes its own small templates and passes every such value
-through :func:`html_format`, so ``<img src=x onerror=...>`` shows as typed and nothing runs.
+through :func:`html_format` (the plot app's, :mod:`panel_apps.text`), so ``<img src=x
+onerror=...>`` shows as typed and nothing runs.
 Widget labels and select options are set as text by Bokeh and need nothing.
 """
 from __future__ import annotations
 
-import html as _html
-import string
 from urllib.parse import quote
 
 from jobforms.states import JobState
+from panel_apps.text import html, html_format, paragraph  # one escaping for every NebulaHub page
 
-
-def html(value) -> str:
-    """``value`` as HTML text (also safe inside a quoted attribute)."""
-    return _html.escape(str(value), quote=True)
-
-
-class _EscapingFormatter(string.Formatter):
-    def format_field(self, value, format_spec):
-        return html(super().format_field(value, format_spec))
-
-
-def html_format(template: str, *args, **kwargs) -> str:
-    """``template.format(...)``: the template is the page's own HTML, every field is escaped."""
-    return _EscapingFormatter().format(template, *args, **kwargs)
-
-
-def paragraph(template: str, *args, **kwargs) -> str:
-    """One ``<p>`` of :func:`html_format` text."""
-    return f"<p>{html_format(template, *args, **kwargs)}</p>"
+__all__ = ["BADGE_COLOURS", "badge", "html", "html_format", "link", "paragraph", "shown_value", "url_path"]
 
 
 def url_path(*parts: str) -> str:

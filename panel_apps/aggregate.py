@@ -30,7 +30,10 @@ import numpy as np
 log = logging.getLogger(__name__)
 CHUNK_ROWS = 1 << 18  # the numpy path's temporaries stay ~10 MB whatever the number of rows
 MAX_SPREAD = 10  # pixels of radius: a 21-pixel marker at most
-PARALLEL_ROWS = 1_000_000  # from this many rows a count is split between the cores
+# from this many rows a count is split between the cores: below, the parts' own costs (threads,
+# frames, canvases: ~1-2 ms) outweigh the gain (3M rows on 2 cores, whole view 9.0 ms alone and
+# 9.1 split, a zoom 3.2 and 4.4; 6M rows 25 and 16 ms; 100M rows 229 and 131 ms)
+PARALLEL_ROWS = 5_000_000
 MAX_THREADS = 8
 
 # Datashader's compile caches are not safe to fill from two threads at once (seen as garbled
@@ -92,7 +95,7 @@ def _threads() -> int:
 
 def _parallel_counts(x: np.ndarray, y: np.ndarray, grid: Grid) -> np.ndarray:
     """Datashader's count, the rows split between the cores this process may use: its compiled
-    kernels release the GIL, so threads run side by side (3.3M rows on 2 cores: 28 -> 16 ms).
+    kernels release the GIL, so threads run side by side (100M rows on 2 cores: 229 -> 131 ms).
     Only counts are split: they add up exactly (a mean of parts would differ in the last bits, a
     line would lose the segment across each cut). Called once the kernel is compiled, under
     :data:`DATASHADER_LOCK` (no compile can run meanwhile); the parts reuse the compiled kernel."""

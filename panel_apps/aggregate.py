@@ -79,11 +79,18 @@ def points(x: np.ndarray, y: np.ndarray, grid: Grid, c: np.ndarray | None = None
     to a second a kernel) frames use numpy; zooms then waited 0.5-2 s in Chromium.
     """
     start, stop = order.rows_between(x, *grid.x_range)  # an ascending x: only the rows in view
-    if (start, stop) != (0, len(x)):
+    try:
         if stop <= start:  # no row in the view's x range
             return (np.zeros((grid.height, grid.width), dtype=np.int64),
                     None if c is None else np.full((grid.height, grid.width), np.nan))
-        x, y, c = x[start:stop], y[start:stop], (c[start:stop] if c is not None else None)
+        if (start, stop) != (0, len(x)):
+            x, y, c = x[start:stop], y[start:stop], (c[start:stop] if c is not None else None)
+        return _points(x, y, grid, c)
+    finally:
+        order.check_queued()  # a column met for the first time: its order is learnt after this frame
+
+
+def _points(x: np.ndarray, y: np.ndarray, grid: Grid, c: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
     key = kernel_key("points", c is not None, grid, [x, y] + ([c] if c is not None else []))
     if datashader_ready(key) and DATASHADER_LOCK.acquire(blocking=False):
         try:

@@ -21,8 +21,10 @@ def _mapped(values: np.ndarray, tmp_path, name: str) -> np.ndarray:
 
 
 def _known(values: np.ndarray, timeout: float = 30.0) -> tuple[int, int]:
-    """rows_between once the background check of ``values`` is done."""
+    """rows_between, then (as after a frame) the check of the order; waits until it is known."""
     first = order.rows_between(values, -np.inf, np.inf)
+    assert order._key(values) not in order._KNOWN  # queued: nothing runs beside the frame
+    order.check_queued()
     deadline = time.monotonic() + timeout
     while order._key(values) not in order._KNOWN:
         assert time.monotonic() < deadline, "the order of the column was never learnt"

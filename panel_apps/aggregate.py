@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import order
+from . import gcsettle, order
 
 log = logging.getLogger(__name__)
 CHUNK_ROWS = 1 << 18  # the numpy path's temporaries stay ~10 MB whatever the number of rows
@@ -287,10 +287,16 @@ def _compile_wanted() -> None:
 
 
 def _compile_loop() -> None:
+    _compile_all_wanted()
+    gcsettle.freeze_after_warm_up()  # Datashader and numba are imported now: out of the collector's sight
+    _compile_all_wanted()  # kinds asked for meanwhile
+
+
+def _compile_all_wanted() -> None:
     while True:
         with _WANTED_LOCK:
             if not _WANTED:
-                return
+                break
             key = _WANTED.pop(0)
         if key not in _READY:
             try:

@@ -373,7 +373,7 @@ def spread(image: np.ndarray, mask: np.ndarray, how: str) -> np.ndarray:
     out = np.zeros_like(flat) if add else np.full_like(flat, np.nan)
     n = flat.size
     for dy, dx in zip(*np.nonzero(mask)):
-        # the old 2-D form: padded[dy:dy + h, dx:dx + w] (+)= image, i.e. out[q] gets src[q + shift]
+        # the mask's pixel (dy, dx) moves every value by (dy - r, dx - r) pixels
         shift = int((r - dy) * row + (r - dx))
         a, b = max(0, -shift), n - max(0, shift)  # out[a:b] <- flat[a + shift:b + shift]
         if add:

@@ -344,7 +344,7 @@ class RasterFigure:
 
     def _session_document(self):
         """The figure's document when a Bokeh server session shows it, else None."""
-        doc = self.figure.document if hasattr(self, "figure") else None
+        doc = self.figure.document
         return doc if doc is not None and getattr(doc, "session_context", None) is not None else None
 
     def _on_ranges(self, event: RangesUpdate) -> None:

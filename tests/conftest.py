@@ -96,10 +96,9 @@ def local_accounts(shared_tmp):
         import sys
 
         env, prefix = sys.prefix, ""
-    lines = (f'c.OpenNebulaSpawner.python_env = "{env}"\n'
-             f'c.LocalProvider.system_user_prefix = "{prefix}"\n'
-             "c.LocalProvider.create_system_users = True\n"
-             f'c.LocalProvider.accounts_registry = "{registry}"\n')
+    from tests.hubproc import local_accounts_config
+
+    lines = local_accounts_config(env, prefix, registry)
     yield types.SimpleNamespace(config=lines, prefix=prefix, python_env=env, registry=registry)
     remove_created(registry)
 

@@ -18,17 +18,20 @@ PROJECT = Path(__file__).resolve().parent.parent
 CHP = PROJECT / "node_modules" / ".bin" / "configurable-http-proxy"
 
 
+def local_accounts_config(python_env: str, prefix: str, registry: str) -> str:
+    """Hub config lines for users' servers run from ``python_env``, each user a Unix account of
+    its own made for the run (``prefix``, recorded in ``registry`` for removal)."""
+    return (f'c.OpenNebulaSpawner.python_env = "{python_env}"\n'
+            f'c.LocalProvider.system_user_prefix = "{prefix}"\n'
+            "c.LocalProvider.create_system_users = True\n"
+            f'c.LocalProvider.accounts_registry = "{registry}"\n')
+
+
 def local_provider_config(home_root: str, python_env: str, prefix: str, registry: str) -> str:
-    """Hub config lines for users' servers on this machine (local provider), each user a Unix
-    account of its own made for the run (``prefix``, recorded in ``registry`` for removal)."""
-    return textwrap.dedent(f"""
-        c.OpenNebulaSpawner.provider = "local"
-        c.LocalProvider.home_root = "{home_root}/{{username}}"
-        c.OpenNebulaSpawner.python_env = "{python_env}"
-        c.LocalProvider.system_user_prefix = "{prefix}"
-        c.LocalProvider.create_system_users = True
-        c.LocalProvider.accounts_registry = "{registry}"
-    """)
+    """:func:`local_accounts_config` for users' servers on this machine (local provider), homes
+    under ``home_root``."""
+    return (f'\nc.OpenNebulaSpawner.provider = "local"\nc.LocalProvider.home_root = "{home_root}/{{username}}"\n'
+            + local_accounts_config(python_env, prefix, registry))
 
 
 def free_port() -> int:

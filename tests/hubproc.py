@@ -35,9 +35,20 @@ def local_provider_config(home_root: str, python_env: str, prefix: str, registry
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports: all held at once while chosen (one at a time, the kernel
+    may hand the same port out twice; a hub then found its proxy on its own port)."""
+    held = [socket.socket() for _ in range(count)]
+    try:
+        for s in held:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in held]
+    finally:
+        for s in held:
+            s.close()
 
 
 class HubProcess:
@@ -46,9 +57,7 @@ class HubProcess:
     def __init__(self, workdir: Path, spawner_config: str, *, env: dict | None = None):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.hub_port = free_port()
-        self.proxy_api_port = free_port()
+        self.port, self.hub_port, self.proxy_api_port = free_ports(3)
         self.token = secrets.token_hex(24)
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = dict(os.environ, **(env or {}))

@@ -106,14 +106,20 @@ class HubProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyterhub exited ({self.proc.returncode}):\n{self.log()[-4000:]}")
+                problem = f"jupyterhub exited ({self.proc.returncode})"
+                break
             try:
                 if requests.get(f"{self.url}/hub/api/", timeout=2).status_code == 200:
                     return self
             except requests.RequestException:
                 pass
             time.sleep(0.3)
-        raise RuntimeError(f"jupyterhub did not answer within {timeout}s:\n{self.log()[-4000:]}")
+        else:
+            problem = f"jupyterhub did not answer within {timeout}s"
+        # a fixture whose start fails never reaches its teardown: stop the hub and the proxy it
+        # started here (a hub that died at start left its proxy running)
+        self.stop()
+        raise RuntimeError(f"{problem}:\n{self.log()[-4000:]}")
 
     def kill(self) -> None:
         """SIGKILL the hub (the proxy it started keeps running, as in a real crash)."""

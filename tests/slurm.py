@@ -10,17 +10,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.hubproc import free_ports
 
 
 class SlurmCluster:
@@ -58,7 +53,7 @@ class SlurmCluster:
     def _config(self) -> None:
         for d in ("state", "spool", "log"):
             (self.dir / d).mkdir()
-        ctl, node = _free_port(), _free_port()
+        ctl, node = free_ports(2)  # distinct: chosen one at a time, both could be the same
         self.conf.write_text("\n".join([
             "ClusterName=nebulahub-test",
             "SlurmctldHost=localhost",
